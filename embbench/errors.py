@@ -1,0 +1,52 @@
+"""Typed errors of the core; the CLI maps each to one clear line and an exit status."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    CELL_FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class EmbbenchError(Exception):
+    """Base of every error embbench raises on purpose."""
+
+    exit_status: ExitStatus = ExitStatus.CELL_FAILED
+
+
+class UsageError(EmbbenchError):
+    """The user asked for something that cannot be done as asked (bad flag, bad file)."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class ConfigError(UsageError):
+    """A config file or a combination of options is invalid."""
+
+
+class UnknownVariantError(UsageError):
+    pass
+
+
+class PortInUseError(UsageError):
+    pass
+
+
+class ModelNotFoundError(UsageError):
+    pass
+
+
+class PeerUnavailableError(UsageError):
+    """A peer server (TEI, infinity) cannot be started here; the message says what to do."""
+
+
+class ServerStartError(EmbbenchError):
+    """A server exited or never became healthy; the message carries the tail of its log."""
+
+
+class ResultsError(UsageError):
+    """A results folder is missing, malformed or would be overwritten."""

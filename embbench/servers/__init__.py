@@ -1,0 +1,1 @@
+"""The HTTP servers the variants launch: model, locks, batching queue, app factory."""

@@ -1,0 +1,32 @@
+"""`python -m embbench.servers`: one uvicorn process serving the app (config in the environment).
+
+The variants that need several processes launch uvicorn's or gunicorn's own supervisor instead;
+see embbench/variants.
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from embbench.config import ServerConfig
+from embbench.servers.app import create_app
+
+
+def main() -> None:
+    config = ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"])
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        # 1000 clients connect at once at the top level; the default backlog (2048) holds them.
+        backlog=4096,
+        timeout_graceful_shutdown=3,
+    )
+
+
+if __name__ == "__main__":
+    main()

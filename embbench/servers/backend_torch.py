@@ -1,0 +1,45 @@
+"""The transformer in PyTorch eager mode, CPU, with an explicit number of intra-op threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from embbench.servers.encoder import Embeddings
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, path: Path, *, threads: int) -> None:
+        import torch
+        from transformers import AutoModel
+
+        # Set before the first op creates the pool; inter-op parallelism only adds threads that
+        # compete with the intra-op ones on a small machine.
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set in this process (a reload): keep the first value
+            pass
+        self._torch = torch
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.model.eval()
+
+    def set_threads(self, threads: int) -> None:
+        self._torch.set_num_threads(threads)
+
+    def forward(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> Embeddings:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.from_numpy(input_ids),
+                attention_mask=torch.from_numpy(attention_mask),
+                token_type_ids=torch.zeros_like(torch.from_numpy(input_ids)),
+            )
+        result: Embeddings = out.last_hidden_state.numpy().astype(np.float32, copy=False)
+        return result

@@ -1,0 +1,130 @@
+"""Dynamic batching the way TEI's router does it: take what is waiting, no artificial wait.
+
+A single worker thread owns the model. Requests are tokenised on arrival and queued; whenever
+the worker is free it takes as many waiting requests as fit under `max_batch_size` and
+`max_batch_tokens` (padded tokens, since padding is what the forward pass pays for), runs one
+forward pass and wakes the requests. Under light load a batch is one request (no added latency);
+under heavy load batches grow by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embbench.servers.encoder import Embeddings, TokenIds
+
+
+@dataclass
+class Pending:
+    inputs: list[TokenIds]
+    future: Future[Embeddings] = field(default_factory=Future)
+
+    @property
+    def longest(self) -> int:
+        return max(len(ids) for ids in self.inputs)
+
+
+def take_batch(
+    queue: collections.deque[Pending],
+    *,
+    max_batch_size: int,
+    max_batch_tokens: int,
+    pad_to: int | None = None,
+) -> list[Pending]:
+    """Pop from the left of `queue` the longest prefix that fits; at least one item.
+
+    The cost of a batch is rows x longest row (x `pad_to` when padding to a fixed length). The
+    first item is always taken, even alone over the limits, or it would never be served.
+    """
+    batch: list[Pending] = []
+    rows = 0
+    longest = 0
+    while queue:
+        item = queue[0]
+        new_rows = rows + len(item.inputs)
+        new_longest = max(longest, pad_to or 0, item.longest)
+        if batch and (new_rows > max_batch_size or new_rows * new_longest > max_batch_tokens):
+            break
+        batch.append(queue.popleft())
+        rows, longest = new_rows, new_longest
+    return batch
+
+
+class BatchQueue:
+    """Queue + one worker thread running `embed` on batches formed by `take_batch`."""
+
+    def __init__(
+        self,
+        embed: Callable[[Sequence[TokenIds]], Embeddings],
+        *,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        pad_to: int | None = None,
+    ) -> None:
+        self._embed = embed
+        self._max_batch_size = max_batch_size
+        self._max_batch_tokens = max_batch_tokens
+        self._pad_to = pad_to
+        self._queue: collections.deque[Pending] = collections.deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self.batches = 0
+        self.rows = 0
+        self._thread = threading.Thread(target=self._work, name="batch-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, inputs: list[TokenIds]) -> Future[Embeddings]:
+        pending = Pending(inputs)
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("batch queue is closed")
+            self._queue.append(pending)
+            self._ready.notify()
+        return pending.future
+
+    async def embed(self, inputs: list[TokenIds]) -> Embeddings:
+        return await asyncio.wrap_future(self.submit(inputs))
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if self._closed and not self._queue:
+                    return
+                batch = take_batch(
+                    self._queue,
+                    max_batch_size=self._max_batch_size,
+                    max_batch_tokens=self._max_batch_tokens,
+                    pad_to=self._pad_to,
+                )
+            self._run(batch)
+
+    def _run(self, batch: list[Pending]) -> None:
+        flat = [ids for item in batch for ids in item.inputs]
+        try:
+            vectors = self._embed(flat)
+        except Exception as exc:  # hand the failure to every waiter; the worker lives on
+            for item in batch:
+                item.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.rows += len(flat)
+        start = 0
+        for item in batch:
+            end = start + len(item.inputs)
+            item.future.set_result(np.ascontiguousarray(vectors[start:end]))
+            start = end

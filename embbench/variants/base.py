@@ -1,0 +1,106 @@
+"""What a variant is: how to launch a server for it, and which protocol it speaks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embbench.config import ServerConfig, ServerOptions
+from embbench.models import BUNDLED_MODEL, resolve_model
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """A command to run in its own process group, and what to do once it is stopped."""
+
+    argv: list[str]
+    env: dict[str, str]
+    protocol: str = "predict"
+    info: dict[str, object] = field(default_factory=dict)
+    # Extra clean-up after the process group is gone (a container to remove, say).
+    cleanup: Callable[[], None] | None = None
+
+
+class Variant:
+    """Base of every variant: subclasses set the class attributes and `launch`."""
+
+    name: str = ""
+    summary: str = ""
+    seed_analogue: str = ""
+    default_workers: int = 1
+    external: bool = False  # a peer server we do not write (TEI, infinity)
+    protocol: str = "predict"
+
+    def processes(self, options: ServerOptions) -> int:
+        return options.resolved_workers(self.default_workers)
+
+    def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
+        raise NotImplementedError
+
+
+class OwnVariant(Variant):
+    """A server from embbench/servers with a given strategy and process model."""
+
+    strategy = "mutex"
+    preload = False
+
+    def server_config(self, options: ServerOptions, port: int, ready_dir: str) -> ServerConfig:
+        workers = self.processes(options)
+        threads = options.resolved_threads(workers)
+        model_path = resolve_model(options.model)
+        return ServerConfig(
+            variant=self.name,
+            model_path=str(model_path),
+            model_name=options.model or BUNDLED_MODEL,
+            host=options.host,
+            port=port,
+            workers=workers,
+            threads=threads,
+            strategy=self.strategy,
+            # Overlapping inferences beyond the cores only time-slice them.
+            pool_size=max(2, os.cpu_count() or 1),
+            preload=self.preload,
+            padding=options.padding,
+            truncation=options.truncation,
+            max_seq_length=options.max_seq_length,
+            backend=options.backend,
+            quantize=options.quantize,
+            max_batch_size=options.max_batch_size,
+            max_batch_tokens=options.max_batch_tokens,
+            max_body_bytes=options.max_body_bytes,
+            ready_dir=ready_dir,
+        )
+
+    def command(self, config: ServerConfig) -> list[str]:
+        return [sys.executable, "-m", "embbench.servers"]
+
+    def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
+        ready_dir = workdir / "ready"
+        ready_dir.mkdir(parents=True, exist_ok=True)
+        config = self.server_config(options, port, str(ready_dir))
+        return LaunchSpec(
+            argv=self.command(config),
+            env=server_env(config),
+            info={"workers": config.workers, "threads": config.threads,
+                  "strategy": config.strategy, "pool_size": config.pool_size},
+        )
+
+
+def server_env(config: ServerConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    threads = str(config.threads)
+    env.update(
+        EMBBENCH_SERVER_CONFIG=config.to_json(),
+        # Read by OpenMP/MKL when their pools start: the same count torch.set_num_threads sets.
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads,
+        # The tokenizer's own thread pool is unused per request and warns after fork.
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
