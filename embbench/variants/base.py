@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embbench.config import ServerConfig, ServerOptions
+from embbench.config import ServerConfig, ServerOptions, cpu_count
 from embbench.models import BUNDLED_MODEL, resolve_model
 
 
@@ -37,6 +37,9 @@ class Variant:
     def processes(self, options: ServerOptions) -> int:
         return options.resolved_workers(self.default_workers)
 
+    def check(self, options: ServerOptions) -> None:
+        """Raise a UsageError if this variant cannot run here as asked (before anything starts)."""
+
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         raise NotImplementedError
 
@@ -61,7 +64,7 @@ class OwnVariant(Variant):
             threads=threads,
             strategy=self.strategy,
             # Overlapping inferences beyond the cores only time-slice them.
-            pool_size=max(2, os.cpu_count() or 1),
+            pool_size=max(2, cpu_count()),
             preload=self.preload,
             padding=options.padding,
             truncation=options.truncation,
@@ -73,6 +76,9 @@ class OwnVariant(Variant):
             max_body_bytes=options.max_body_bytes,
             ready_dir=ready_dir,
         )
+
+    def check(self, options: ServerOptions) -> None:
+        resolve_model(options.model)
 
     def command(self, config: ServerConfig) -> list[str]:
         return [sys.executable, "-m", "embbench.servers"]

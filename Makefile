@@ -1,0 +1,55 @@
+# embbench: `make bench` runs the main job, `make test` the tests. Both build .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/default.toml
+
+.PHONY: help venv test unit integration lint format bench smoke report peers clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch, first: a looser spec would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create the virtual environment (torch CPU, the model, locust, ...)
+
+test: $(STAMP) ## run all tests (unit, then integration with real servers and Locust)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/integration
+
+unit: $(STAMP) ## run the fast unit tests only
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
+
+lint: $(STAMP) ## ruff and mypy on embbench/
+	$(BIN)/ruff check embbench tests
+	$(BIN)/ruff format --check embbench tests
+	$(BIN)/mypy embbench
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format embbench tests
+	$(BIN)/ruff check --fix embbench tests
+
+bench: $(STAMP) ## the full matrix (configs/default.toml), then its report
+	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config $(CONFIG); code=$$?; \
+	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
+smoke: $(STAMP) ## the small CI matrix (configs/smoke.toml), then its report
+	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/smoke.toml; code=$$?; \
+	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
+report: $(STAMP) ## report on the newest run under results/
+	HF_HUB_OFFLINE=1 $(BIN)/embbench report
+
+peers: $(STAMP) ## install infinity-emb into its own environment (.venv-infinity)
+	bash scripts/install_infinity.sh
+
+clean: ## remove caches (keeps .venv and results/)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache

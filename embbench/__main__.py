@@ -1,0 +1,3 @@
+from embbench.cli import main
+
+main()

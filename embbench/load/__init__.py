@@ -1,0 +1,1 @@
+"""Load generation: a Locust subprocess (never imported here: gevent patches everything)."""

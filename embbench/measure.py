@@ -1,0 +1,93 @@
+"""Numbers of one cell from its raw records: requests in the window, samples in the window."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embbench.sampler import Sample
+
+RequestRow = tuple[float, float, int, str, int]  # start (epoch s), latency ms, status, error, bytes
+SATURATION_PCT = 90.0  # a Locust process above this is no longer keeping its users busy
+LITTLE_TOLERANCE = 0.20
+
+
+def measurement_window(rows: Sequence[RequestRow], warmup: float, duration: float
+                       ) -> tuple[float, float]:
+    """[first request + warmup, + duration]: spawn-up and warmup fall before it."""
+    if not rows:
+        return 0.0, 0.0
+    first = min(r[0] for r in rows)
+    return first + warmup, first + warmup + duration
+
+
+def in_window(rows: Sequence[RequestRow], start: float, end: float) -> list[RequestRow]:
+    """Requests that completed inside the window (completions are what throughput counts)."""
+    return [r for r in rows if start <= r[0] + r[1] / 1000.0 <= end]
+
+
+def summarize_requests(rows: Sequence[RequestRow], duration: float) -> dict[str, Any]:
+    ok = np.array([r[1] for r in rows if r[2] == 200 and not r[3]], dtype=np.float64)
+    kinds = Counter(r[3] or ("http" if r[2] != 200 else "") for r in rows)
+    failures = sum(count for kind, count in kinds.items() if kind)
+    out: dict[str, Any] = {
+        "requests": len(rows),
+        "failures": failures,
+        "duration_s": duration,
+        "rps": len(ok) / duration if duration > 0 else 0.0,
+        "errors_connection": kinds.get("connection", 0),
+        "errors_timeout": kinds.get("timeout", 0),
+        "errors_429": kinds.get("429", 0),
+        "errors_4xx": kinds.get("4xx", 0),
+        "errors_5xx": kinds.get("5xx", 0),
+        "errors_other": kinds.get("http", 0),
+    }
+    if len(ok):
+        p50, p90, p95, p99 = np.percentile(ok, [50, 90, 95, 99])
+        out.update(
+            latency_mean_ms=float(ok.mean()), latency_p50_ms=float(p50),
+            latency_p90_ms=float(p90), latency_p95_ms=float(p95),
+            latency_p99_ms=float(p99), latency_max_ms=float(ok.max()),
+        )
+    return out
+
+
+def summarize_samples(samples: Sequence[Sample], start: float, end: float,
+                      load_processes: int) -> dict[str, Any]:
+    window = [s for s in samples if start <= s.time <= end] or list(samples)
+    if not window:
+        return {}
+    cpu = np.array([s.cpu_pct for s in window])
+    load = np.array([s.loadgen_cpu_pct for s in window])
+    load_peak = np.array([s.loadgen_cpu_max_proc for s in window])
+    # With --processes, Locust's master idles while its workers load: judge the busiest one.
+    saturated = bool(load_peak.mean() >= SATURATION_PCT) if load_processes else False
+    return {
+        "cpu_pct_mean": float(cpu.mean()),
+        "cpu_pct_max": float(cpu.max()),
+        "rss_mb_max": max(s.rss_mb for s in window),
+        "pss_mb_max": max(s.pss_mb for s in window),
+        "uss_mb_max": max(s.uss_mb for s in window),
+        "server_processes": max(s.processes for s in window),
+        "loadgen_cpu_pct_mean": float(load.mean()),
+        "loadgen_cpu_pct_max": float(load.max()),
+        "loadgen_saturated": saturated,
+    }
+
+
+def little_ratio(rps: float, latency_mean_ms: float | None, concurrency: int) -> float | None:
+    """Throughput x mean latency over concurrency: 1.0 when every user always has a request out.
+
+    Far below 1 means clients sat idle (a saturated load generator, connection set-up, errors
+    answered fast); far above is impossible in a closed loop and means a measuring fault.
+    """
+    if latency_mean_ms is None or concurrency <= 0:
+        return None
+    return rps * latency_mean_ms / 1000.0 / concurrency
+
+
+def little_ok(ratio: float | None) -> bool | None:
+    return None if ratio is None else abs(ratio - 1.0) <= LITTLE_TOLERANCE

@@ -1,0 +1,150 @@
+"""The results format: one folder per run, never overwritten.
+
+Format history (bump SCHEMA_VERSION and add a line when a file changes meaning):
+  1 (2026-11): run.json, summary.csv, requests/<cell>.csv, samples/<cell>.csv, logs/.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from embbench.errors import ResultsError
+
+SCHEMA_VERSION = 1
+
+# The first block is a contract (DESIGN.md); the rest may grow.
+SUMMARY_COLUMNS = [
+    "variant", "concurrency", "repeat", "payload", "padding", "truncation", "workers", "threads",
+    "backend", "status", "requests", "failures", "duration_s", "rps", "latency_mean_ms",
+    "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
+    "cpu_pct_mean", "cpu_pct_max", "rss_mb_max", "pss_mb_max", "uss_mb_max",
+    "loadgen_cpu_pct_mean", "cosine_min",
+    # extras
+    "label", "cell", "quantize", "max_seq_length", "protocol", "model", "url", "cores",
+    "server_processes", "load_processes", "loadgen_cpu_pct_max", "loadgen_saturated",
+    "oversubscribed", "little_ratio", "little_law_ok", "cosine_threshold", "correct",
+    "errors_connection", "errors_timeout", "errors_429", "errors_4xx", "errors_5xx",
+    "errors_other", "failure_reason", "started_at", "window_start", "window_end",
+]
+REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
+SAMPLE_COLUMNS = [
+    "time", "phase", "cpu_pct", "rss_mb", "pss_mb", "uss_mb", "threads", "processes",
+    "loadgen_cpu_pct",
+]
+
+# status values of a cell
+OK, FAILED, BAD_EMBEDDINGS, INTERRUPTED = "ok", "failed", "bad_embeddings", "interrupted"
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now()
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_dir(out: Path, run_id: str | None = None) -> Path:
+    """Make results/<run-id>/ exclusively: an existing run is never written into."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = run_id or new_run_id()
+    for attempt in range(100):
+        name = base if attempt == 0 else f"{base}-{attempt}"
+        path = out / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if run_id is not None:
+                raise ResultsError(f"run folder {path} already exists; choose another --run-id")
+            continue
+        for sub in ("requests", "samples", "logs"):
+            (path / sub).mkdir()
+        return path
+    raise ResultsError(f"could not find a free run folder name under {out}")
+
+
+def cell_name(index: int, label: str, concurrency: int, repeat: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")
+    return f"{index:03d}-{safe}-c{concurrency}-r{repeat}"
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class SummaryWriter:
+    """Appends one row per cell as soon as it is measured, so an interrupt keeps what was done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            with path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(SUMMARY_COLUMNS)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([_csv_value(row.get(col)) for col in SUMMARY_COLUMNS])
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def write_rows(path: Path, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+@dataclass(frozen=True)
+class RunData:
+    path: Path
+    meta: dict[str, Any]
+    summary: pd.DataFrame
+
+    def requests(self, cell: str) -> pd.DataFrame:
+        return pd.read_csv(self.path / "requests" / f"{cell}.csv")
+
+    def samples(self, cell: str) -> pd.DataFrame:
+        return pd.read_csv(self.path / "samples" / f"{cell}.csv")
+
+
+def load_run(path: Path) -> RunData:
+    meta_file = path / "run.json"
+    summary_file = path / "summary.csv"
+    if not meta_file.is_file() or not summary_file.is_file():
+        raise ResultsError(f"{path} is not an embbench run (no run.json or summary.csv)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{meta_file} is not valid JSON: {exc}") from exc
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path} has schema_version {version}; this embbench reads {SCHEMA_VERSION}"
+        )
+    summary = pd.read_csv(summary_file)
+    if "label" in summary.columns:
+        summary["label"] = summary["label"].fillna(summary["variant"])
+    return RunData(path=path, meta=meta, summary=summary)
+
+
+def latest_run(out: Path) -> Path:
+    runs = sorted(p for p in out.glob("*/run.json")) if out.is_dir() else []
+    if not runs:
+        raise ResultsError(f"no run under {out}/; run `embbench run` first or pass RUN_DIR")
+    return max(runs, key=lambda p: p.stat().st_mtime).parent

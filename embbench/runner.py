@@ -1,0 +1,340 @@
+"""Orchestration: plan the cells, then for each one launch, probe, load, sample, stop, record.
+
+Nothing here knows a variant by name: variants say how to launch, the runner does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+
+from embbench import measure, results
+from embbench.config import RunConfig, ServerOptions, VariantRun, cpu_count
+from embbench.errors import ConfigError, ServerStartError
+from embbench.load.runner import LoadProcess, LoadSpec, read_requests
+from embbench.metadata import git_revision, host_info, versions
+from embbench.models import BUNDLED_MODEL, resolve_model
+from embbench.payloads import build_payloads, describe_payloads
+from embbench.probe import probe_server, reference_embeddings, threshold_for
+from embbench.process import ServerProcess, ensure_port_free, free_port
+from embbench.sampler import Sample, Sampler
+from embbench.variants import get_variant
+from embbench.variants.base import LaunchSpec
+
+EXTERNAL = "external"
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    run: VariantRun
+    concurrency: int
+    repeat: int
+
+    @property
+    def name(self) -> str:
+        return results.cell_name(self.index, self.run.display, self.concurrency, self.repeat)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r["status"] != results.OK)
+
+
+class Progress(Protocol):
+    """What the runner tells whoever watches (the CLI renders it with Rich; tests ignore it)."""
+
+    def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None: ...
+
+    def cell_started(self, cell: Cell) -> None: ...
+
+    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
+                  rps: float | None, p50_ms: float | None) -> None: ...
+
+    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+class QuietProgress:
+    def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None:
+        pass
+
+    def cell_started(self, cell: Cell) -> None:
+        pass
+
+    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
+                  rps: float | None, p50_ms: float | None) -> None:
+        pass
+
+    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+
+def plan(config: RunConfig) -> list[Cell]:
+    """Cells in interleaved order: every variant once per repeat, so drift hits all alike."""
+    runs = list(config.variants) or [VariantRun(name=EXTERNAL)]
+    cells = []
+    for repeat in range(config.repeats):
+        for run in runs:
+            for concurrency in config.concurrency:
+                cells.append(Cell(len(cells), run, concurrency, repeat))
+    return cells
+
+
+def check(config: RunConfig) -> None:
+    """Every usage mistake surfaces here, before a folder is made or a process started."""
+    if config.url is not None:
+        if not config.url.startswith(("http://", "https://")):
+            raise ConfigError("--url must start with http:// or https://")
+        resolve_model(config.variants[0].options.model if config.variants else None)
+        return
+    for run in config.variants:
+        variant = get_variant(run.name)
+        variant.check(run.options)
+        if run.options.port:
+            ensure_port_free(run.options.host, run.options.port)
+
+
+def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOutcome:
+    progress = progress or QuietProgress()
+    check(config)
+    cells = plan(config)
+    run_dir = results.create_run_dir(Path(config.out), config.run_id)
+    payloads = build_payloads(config.payload, count=512, seed=config.seed)
+    meta: dict[str, Any] = {
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "status": "running",
+        "started_at": time.time(),
+        "host": host_info(),
+        "versions": versions(),
+        "git": git_revision(),
+        "config": dataclasses.asdict(config),
+        "payload_stats": describe_payloads(payloads),
+        "cells": [],
+    }
+    results.write_json(run_dir / "run.json", meta)
+    summary = results.SummaryWriter(run_dir / "summary.csv")
+    outcome = RunOutcome(run_dir)
+    progress.run_started(run_dir, cells)
+    try:
+        for cell in cells:
+            progress.cell_started(cell)
+            row = CellRunner(config, cell, run_dir, payloads, progress).run()
+            summary.append(row)
+            outcome.rows.append(row)
+            meta["cells"].append({"cell": cell.name, "status": row["status"],
+                                  "failure_reason": row.get("failure_reason")})
+            progress.cell_finished(cell, row)
+            if row["status"] == results.INTERRUPTED:
+                outcome.interrupted = True
+                break
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        meta["status"] = "interrupted" if outcome.interrupted else "complete"
+        meta["finished_at"] = time.time()
+        results.write_json(run_dir / "run.json", meta)
+    return outcome
+
+
+class CellRunner:
+    """One cell, start to finish; `run()` always returns a row and never leaves a process."""
+
+    def __init__(self, config: RunConfig, cell: Cell, run_dir: Path, payloads: list[str],
+                 progress: Progress) -> None:
+        self.config = config
+        self.cell = cell
+        self.run_dir = run_dir
+        self.payloads = payloads
+        self.progress = progress
+        self.options: ServerOptions = cell.run.options
+        self.row: dict[str, Any] = self._base_row()
+
+    def _base_row(self) -> dict[str, Any]:
+        cell, opts = self.cell, self.cell.run.options
+        return {
+            "variant": cell.run.name, "label": cell.run.display, "cell": cell.name,
+            "concurrency": cell.concurrency, "repeat": cell.repeat,
+            "payload": self.config.payload, "padding": opts.padding,
+            "truncation": opts.truncation, "backend": opts.backend, "quantize": opts.quantize,
+            "max_seq_length": opts.max_seq_length, "model": opts.model or BUNDLED_MODEL,
+            "cores": cpu_count(), "load_processes": self.config.load_processes,
+            "cosine_threshold": threshold_for(opts.quantize), "requests": 0, "failures": 0,
+            "started_at": time.time(),
+        }
+
+    def run(self) -> dict[str, Any]:
+        server: ServerProcess | None = None
+        load: LoadProcess | None = None
+        sampler: Sampler | None = None
+        samples: list[Sample] = []
+        try:
+            url, protocol, server = self._start_server()
+            self._probe(url, protocol)
+            sampler = Sampler(server.pid if server else self.config.pid)
+            sampler.start()
+            load = self._start_load(url, protocol)
+            sampler.watch_loadgen(load.pid or 0)
+            self._watch(load, server)
+            self.row.setdefault("status", results.OK)
+        except KeyboardInterrupt:
+            self.row["status"] = results.INTERRUPTED
+            self.row["failure_reason"] = "interrupted"
+        except (ServerStartError, httpx.HTTPError, ValueError) as exc:
+            self.row["status"] = results.FAILED
+            self.row["failure_reason"] = _one_line(exc)
+        finally:
+            if load is not None:
+                load.stop()
+            if sampler is not None:
+                samples = sampler.stop()
+            if server is not None:
+                server.stop()
+        self._record(samples)
+        return self.row
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _start_server(self) -> tuple[str, str, ServerProcess | None]:
+        if self.config.url is not None:
+            self.row.update(url=self.config.url, protocol=self.config.protocol,
+                            server_processes=None)
+            return self.config.url.rstrip("/"), self.config.protocol, None
+        variant = get_variant(self.cell.run.name)
+        port = self.options.port or free_port(self.options.host)
+        workdir = self.run_dir / "logs" / f"{self.cell.name}.work"
+        spec: LaunchSpec = variant.launch(self.options, port, workdir)
+        info = spec.info
+        workers = int(str(info.get("workers", 1)))
+        threads = int(str(info.get("threads", 0))) or None
+        overlap = int(str(info.get("pool_size", 1))) if info.get("strategy") == "rwlock" else 1
+        self.row.update(
+            workers=workers, threads=threads, protocol=spec.protocol,
+            url=f"http://{self.options.host}:{port}",
+            oversubscribed=bool(threads and workers * threads * overlap > cpu_count()),
+        )
+        server = ServerProcess(spec, self.run_dir / "logs" / f"{self.cell.name}.server.log")
+        try:
+            server.start()
+            server.wait_ready(self.row["url"], self.config.startup_timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return self.row["url"], spec.protocol, server
+
+    def _probe(self, url: str, protocol: str) -> None:
+        reference = reference_embeddings(str(resolve_model(self.options.model)))
+        cosine = probe_server(url, protocol, reference, model=self.row["model"])
+        self.row["cosine_min"] = cosine
+        self.row["correct"] = cosine >= self.row["cosine_threshold"]
+        if not self.row["correct"]:
+            self.row["status"] = results.BAD_EMBEDDINGS
+            self.row["failure_reason"] = (
+                f"embeddings disagree with sentence-transformers: cosine {cosine:.4f} "
+                f"< {self.row['cosine_threshold']}"
+            )
+
+    def _start_load(self, url: str, protocol: str) -> LoadProcess:
+        spec = LoadSpec(
+            url=url, protocol=protocol, users=self.cell.concurrency,
+            run_time=self.config.warmup + self.config.duration + 1.0,
+            payloads=self.payloads, requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
+            log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
+            processes=self.config.load_processes, model=self.row["model"],
+        )
+        load = LoadProcess(spec)
+        load.start()
+        return load
+
+    def _watch(self, load: LoadProcess, server: ServerProcess | None) -> None:
+        total = self.config.warmup + self.config.duration
+        deadline = time.monotonic() + total + 60.0  # Locust's own start-up and shut-down
+        started = time.monotonic()
+        raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
+        while load.wait(timeout=1.0) is None:
+            if server is not None and server.exited() is not None:
+                raise ServerStartError(f"server exited with code {server.exited()} under load")
+            if time.monotonic() > deadline:
+                raise ServerStartError("Locust did not finish in time; stopped it")
+            rows = read_requests(raw)
+            elapsed = time.monotonic() - started
+            recent = [r for r in rows if r[0] + r[1] / 1000 >= time.time() - 3.0]
+            ok = [r[1] for r in recent if r[2] == 200]
+            phase = "warmup" if elapsed < self.config.warmup + 1.0 else "measure"
+            self.progress.cell_live(
+                self.cell, phase, min(elapsed, total), total,
+                len(ok) / 3.0 if rows else None, float(np.median(ok)) if ok else None,
+            )
+        if load.exited() not in (0, None):
+            self.progress.warn(f"{self.cell.name}: Locust exited with code {load.exited()}")
+        if server is not None and server.exited() is not None:
+            raise ServerStartError(f"server exited with code {server.exited()} under load")
+
+    def _record(self, samples: list[Sample]) -> None:
+        raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
+        rows = sorted(read_requests(raw)) if raw.exists() else []
+        start, end = measure.measurement_window(rows, self.config.warmup, self.config.duration)
+        duration = self.config.duration
+        if self.row.get("status") == results.INTERRUPTED and rows:
+            last = max(r[0] + r[1] / 1000 for r in rows)
+            duration = max(0.0, min(end, last) - start)
+        window = measure.in_window(rows, start, start + duration) if rows else []
+        self.row.update(window_start=start or None, window_end=(start + duration) or None)
+        if rows:
+            self.row.update(measure.summarize_requests(window, duration))
+        if samples:
+            self.row.update(measure.summarize_samples(
+                samples, start, start + duration, self.config.load_processes))
+        ratio = measure.little_ratio(self.row.get("rps", 0.0), self.row.get("latency_mean_ms"),
+                                     self.cell.concurrency)
+        self.row["little_ratio"] = ratio
+        self.row["little_law_ok"] = measure.little_ok(ratio)
+        if self.row.get("loadgen_saturated"):
+            self.progress.warn(
+                f"{self.cell.name}: the load generator was saturated "
+                f"({self.row['loadgen_cpu_pct_mean']:.0f} % CPU); its numbers are a floor. "
+                "Try --load-processes 2 or a load generator on another machine."
+            )
+        if rows:
+            results.write_rows(self.run_dir / "requests" / f"{self.cell.name}.csv",
+                               results.REQUEST_COLUMNS, rows)
+        if samples:
+            results.write_rows(
+                self.run_dir / "samples" / f"{self.cell.name}.csv", results.SAMPLE_COLUMNS,
+                ((f"{s.time:.3f}", _phase(s.time, start, start + duration), round(s.cpu_pct, 1),
+                  round(s.rss_mb, 1), round(s.pss_mb, 1), round(s.uss_mb, 1), s.threads,
+                  s.processes, round(s.loadgen_cpu_pct, 1)) for s in samples),
+            )
+        with contextlib.suppress(OSError):
+            for path in raw.glob("requests-*.csv"):
+                path.unlink()
+
+
+def _phase(t: float, start: float, end: float) -> str:
+    if t < start:
+        return "warmup"
+    return "measure" if t <= end else "after"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.replace("\n", " | ")[:2000]

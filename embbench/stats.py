@@ -1,0 +1,417 @@
+"""The numbers of a run: medians over repeats, their intervals, ratios and winners.
+
+Pure functions of DataFrames; report.py puts them into words and charts.py into pictures.
+
+Intervals are percentile-bootstrap intervals of the median (and of a ratio of medians) with a
+fixed seed, so a report is reproducible byte for byte. With very few repeats they are narrow:
+with two repeats the 95 % interval of a median is exactly the range of the two values, and the
+interval of a ratio is [min a / max b, max a / min b]. An order-statistic interval would be the
+textbook choice, but it needs at least six repeats to reach 95 % coverage at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from embbench.errors import UsageError
+from embbench.results import OK, SUMMARY_COLUMNS, RunData
+
+CONFIDENCE = 0.95
+RESAMPLES = 4000
+SEED = 20261124
+
+# Medians over the ok repeats of a cell (label, concurrency).
+MEDIAN_COLUMNS = (
+    "rps", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "cpu_pct_mean", "cpu_pct_max", "rss_mb_max", "pss_mb_max", "uss_mb_max",
+    "loadgen_cpu_pct_mean",
+)  # fmt: skip
+# Columns that also get an interval and keep their per-repeat values (for ratios).
+INTERVAL_COLUMNS = ("rps", "latency_p50_ms", "latency_p99_ms")
+ERROR_COLUMNS = ("errors_connection", "errors_timeout", "errors_429", "errors_4xx",
+                 "errors_5xx", "errors_other")  # fmt: skip
+NUMERIC_COLUMNS = (
+    *MEDIAN_COLUMNS, *ERROR_COLUMNS, "concurrency", "repeat", "workers", "threads", "requests",
+    "failures", "duration_s", "cosine_min", "max_seq_length", "cores", "server_processes",
+    "load_processes", "loadgen_cpu_pct_max", "little_ratio", "cosine_threshold",
+    "window_start", "window_end",
+)  # fmt: skip
+
+AGG_COLUMNS = [
+    "label", "concurrency", "variant", "backend", "quantize", "workers", "threads",
+    "n_repeats", "n_ok", "n_failed", "failed_cells", "requests", "failures",
+    *MEDIAN_COLUMNS, "cosine_min",
+    *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "ci_low", "ci_high")),
+    "oversubscribed", "loadgen_saturated", "little_law_off", "incorrect",
+]  # fmt: skip
+
+Interval = tuple[float, float]
+
+
+def median_interval(values: Iterable[float], seed: int = SEED) -> Interval | None:
+    """95 % percentile-bootstrap interval of the median; None with fewer than two values."""
+    data = _finite(values)
+    if data.size < 2:
+        return None
+    return _quantiles(_resampled_medians(data, np.random.default_rng(seed)))
+
+
+def ratio_interval(
+    numerator: Iterable[float], denominator: Iterable[float], seed: int = SEED
+) -> Interval | None:
+    """95 % bootstrap interval of median(numerator) / median(denominator).
+
+    Each side is resampled on its own (the repeats of two cells are independent). None when
+    either side has fewer than two values or a value that is not positive.
+    """
+    num, den = _finite(numerator), _finite(denominator)
+    if num.size < 2 or den.size < 2 or (den <= 0).any():
+        return None
+    rng = np.random.default_rng(seed)
+    return _quantiles(_resampled_medians(num, rng) / _resampled_medians(den, rng))
+
+
+def spans_one(interval: Interval | None) -> bool:
+    return interval is not None and interval[0] <= 1.0 <= interval[1]
+
+
+def prepare(summary: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every summary column present, numbers numeric and the label filled."""
+    frame = summary.copy()
+    for column in SUMMARY_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
+    for column in NUMERIC_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in ERROR_COLUMNS:
+        frame[column] = frame[column].fillna(0)
+    frame["label"] = [
+        lab.strip() if isinstance(lab, str) and lab.strip() else str(var)
+        for lab, var in zip(frame["label"], frame["variant"], strict=True)
+    ]
+    frame["status"] = [str(s) if isinstance(s, str) else "" for s in frame["status"]]
+    return frame
+
+
+def is_true(values: pd.Series[Any]) -> pd.Series[bool]:
+    """True where a flag column says so ("True", true, 1); missing is not True."""
+    return values.map(_flag).eq(True)
+
+
+def is_false(values: pd.Series[Any]) -> pd.Series[bool]:
+    """True where a flag column explicitly says False; missing (not checked) is not False."""
+    return values.map(_flag).eq(False)
+
+
+def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (label, concurrency): medians over the ok repeats, intervals, counts, flags.
+
+    Only rows with status "ok" contribute numbers; the others are counted (`n_failed`) and
+    named (`failed_cells`). `<col>_ci_low/_ci_high` hold the 95 % bootstrap interval of the
+    median (see the module docstring) where there are at least two ok repeats, NaN otherwise;
+    `<col>_values` keeps the per-repeat values of rps and p50/p99 for ratio intervals.
+    Flags are true when any repeat of the cell carries them.
+    """
+    frame = prepare(summary)
+    rows: list[dict[str, Any]] = []
+    for (label, concurrency), group in _cells(frame):
+        ok = group[group["status"] == OK]
+        failed = group[group["status"] != OK]
+        row: dict[str, Any] = {
+            "label": label,
+            "concurrency": concurrency,
+            "variant": str(group["variant"].iloc[0]),
+            "backend": _first(group["backend"]),
+            "quantize": _first(group["quantize"]),
+            "workers": _first(group["workers"]),
+            "threads": _first(group["threads"]),
+            "n_repeats": len(group),
+            "n_ok": len(ok),
+            "n_failed": len(failed),
+            "failed_cells": ", ".join(_cell_names(failed)),
+            "requests": float(ok["requests"].sum()),
+            "failures": float(ok["failures"].sum()),
+        }
+        for column in MEDIAN_COLUMNS:
+            row[column] = _median(ok[column])
+        row["cosine_min"] = (
+            float(ok["cosine_min"].min()) if ok["cosine_min"].notna().any() else math.nan
+        )
+        for column in INTERVAL_COLUMNS:
+            values = tuple(float(v) for v in ok[column].dropna())
+            interval = median_interval(values)
+            row[f"{column}_values"] = values
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = interval or (math.nan, math.nan)
+        row["oversubscribed"] = bool(is_true(group["oversubscribed"]).any())
+        row["loadgen_saturated"] = bool(is_true(group["loadgen_saturated"]).any())
+        row["little_law_off"] = bool(is_false(group["little_law_ok"]).any())
+        row["incorrect"] = bool(is_false(group["correct"]).any())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=AGG_COLUMNS)
+
+
+def winners(agg: pd.DataFrame) -> pd.DataFrame:
+    """Per concurrency, the label with the highest median rps among ok cells (ties: lower p99)."""
+    rows: list[dict[str, Any]] = []
+    ranked_all = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
+    for concurrency in sorted(ranked_all["concurrency"].unique()):
+        group = ranked_all[ranked_all["concurrency"] == concurrency]
+        ranked = group.sort_values(
+            ["rps", "latency_p99_ms"], ascending=[False, True], na_position="last", kind="stable"
+        )
+        best = ranked.iloc[0]
+        second = ranked.iloc[1] if len(ranked) > 1 else None
+        rows.append(
+            {
+                "concurrency": concurrency,
+                "label": best["label"],
+                "rps": best["rps"],
+                "latency_p99_ms": best["latency_p99_ms"],
+                "loadgen_saturated": bool(best["loadgen_saturated"]),
+                "runner_up": None if second is None else second["label"],
+                "runner_up_rps": math.nan if second is None else float(second["rps"]),
+                "margin": math.nan if second is None else _ratio(best["rps"], second["rps"]),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "concurrency",
+            "label",
+            "rps",
+            "latency_p99_ms",
+            "loadgen_saturated",
+            "runner_up",
+            "runner_up_rps",
+            "margin",
+        ],
+    )
+
+
+def resolve_label(agg: pd.DataFrame, name: str) -> str:
+    """A label of the run, given a label or a variant name that has exactly one label."""
+    labels = list(dict.fromkeys(agg["label"]))
+    if name in labels:
+        return name
+    matches = list(dict.fromkeys(agg.loc[agg["variant"] == name, "label"]))
+    if len(matches) == 1:
+        return str(matches[0])
+    raise UsageError(f"unknown baseline {name!r}; labels in this run: {', '.join(labels)}")
+
+
+def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
+    """Per (label, concurrency), rps and p50 relative to the baseline at the same concurrency.
+
+    `rps_ratio` = rps / rps_base and `p50_ratio` = p50 / p50_base (ratios of medians), each with
+    a 95 % bootstrap interval when both sides have at least two ok repeats (NaN otherwise).
+    `significant` is about throughput: True only when the rps interval exists and excludes 1;
+    `p50_significant` is the same for latency. `has_interval` says whether intervals exist.
+    """
+    baseline = resolve_label(agg, baseline_label)
+    base = {row["concurrency"]: row for row in records(agg) if row["label"] == baseline}
+    rows: list[dict[str, Any]] = []
+    for row in records(agg):
+        if row["label"] == baseline:
+            continue
+        ref = base.get(row["concurrency"])
+        out: dict[str, Any] = {
+            "label": row["label"],
+            "concurrency": row["concurrency"],
+            "baseline": baseline,
+        }
+        intervals = []
+        for name, column in (("rps", "rps"), ("p50", "latency_p50_ms")):
+            ref_value = math.nan if ref is None else ref[column]
+            interval = (
+                None
+                if ref is None
+                else ratio_interval(row[f"{column}_values"], ref[f"{column}_values"])
+            )
+            intervals.append(interval)
+            out[f"{name}_ratio"] = _ratio(row[column], ref_value)
+            out[f"{name}_ratio_ci_low"], out[f"{name}_ratio_ci_high"] = interval or (
+                math.nan,
+                math.nan,
+            )
+            out[f"{name}_significant"] = interval is not None and not spans_one(interval)
+        out["significant"] = out["rps_significant"]
+        out["has_interval"] = intervals[0] is not None
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+COMPARE_COLUMNS = [
+    "label", "concurrency", "rps_a", "rps_b", "rps_ratio", "rps_ratio_ci_low",
+    "rps_ratio_ci_high", "significant", "p50_ratio", "p99_ratio", "cpu_ratio", "pss_ratio",
+]  # fmt: skip
+
+
+def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
+    """Per (label, concurrency) present in either run: medians of a and b and the ratios b / a.
+
+    The rps ratio carries a bootstrap interval and `significant` like compare_to_baseline.
+    """
+    agg_a, agg_b = aggregate(a.summary), aggregate(b.summary)
+    merged = agg_a.merge(agg_b, on=["label", "concurrency"], how="outer", suffixes=("_a", "_b"))
+    rows: list[dict[str, Any]] = []
+    for row in records(merged):
+        interval = ratio_interval(
+            _values(row.get("rps_values_b")), _values(row.get("rps_values_a"))
+        )
+        rows.append(
+            {
+                "label": row["label"],
+                "concurrency": row["concurrency"],
+                "rps_a": row["rps_a"],
+                "rps_b": row["rps_b"],
+                "rps_ratio": _ratio(row["rps_b"], row["rps_a"]),
+                "rps_ratio_ci_low": math.nan if interval is None else interval[0],
+                "rps_ratio_ci_high": math.nan if interval is None else interval[1],
+                "significant": interval is not None and not spans_one(interval),
+                "p50_ratio": _ratio(row["latency_p50_ms_b"], row["latency_p50_ms_a"]),
+                "p99_ratio": _ratio(row["latency_p99_ms_b"], row["latency_p99_ms_a"]),
+                "cpu_ratio": _ratio(row["cpu_pct_mean_b"], row["cpu_pct_mean_a"]),
+                "pss_ratio": _ratio(row["pss_mb_max_b"], row["pss_mb_max_a"]),
+            }
+        )
+    order = {label: i for i, label in enumerate(dict.fromkeys([*agg_a["label"], *agg_b["label"]]))}
+    rows.sort(key=lambda row: (order[row["label"]], row["concurrency"]))
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def failed_cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose status is not ok, with the reason the run recorded."""
+    frame = prepare(summary)
+    failed = frame[frame["status"] != OK]
+    rows = [
+        {
+            "cell": cell,
+            "label": row["label"],
+            "concurrency": row["concurrency"],
+            "repeat": row["repeat"],
+            "status": row["status"] or "unknown",
+            "reason": reason(row),
+        }
+        for cell, row in zip(_cell_names(failed), records(failed), strict=True)
+    ]
+    return pd.DataFrame(
+        rows, columns=["cell", "label", "concurrency", "repeat", "status", "reason"]
+    )
+
+
+ERROR_KINDS = {
+    "errors_connection": "connection",
+    "errors_timeout": "timeout",
+    "errors_429": "HTTP 429",
+    "errors_4xx": "HTTP 4xx",
+    "errors_5xx": "HTTP 5xx",
+    "errors_other": "other",
+}
+
+
+def error_kinds(row: Mapping[str, Any]) -> str:
+    """`12 timeout, 3 connection` from the errors_* columns of a summary row."""
+    parts = []
+    for column, kind in ERROR_KINDS.items():
+        count = _number(row.get(column))
+        if count > 0:
+            parts.append(f"{count:.0f} {kind}")
+    return ", ".join(parts)
+
+
+def reason(row: Mapping[str, Any]) -> str:
+    text = row.get("failure_reason")
+    kinds = error_kinds(row)
+    parts = [str(text)] if isinstance(text, str) and text.strip() else []
+    if kinds:
+        parts.append(f"request errors: {kinds}")
+    return "; ".join(parts) or "no reason recorded"
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
+
+
+def _cells(frame: pd.DataFrame) -> list[tuple[tuple[str, int], pd.DataFrame]]:
+    """Groups by (label, concurrency): labels in order of first appearance, concurrency rising."""
+    order = {label: i for i, label in enumerate(dict.fromkeys(frame["label"]))}
+    groups = []
+    for key, group in frame.groupby(["label", "concurrency"], sort=False):
+        label, concurrency = cast(tuple[str, float], key)
+        groups.append(((str(label), int(concurrency)), group))
+    return sorted(groups, key=lambda item: (order[item[0][0]], item[0][1]))
+
+
+def _cell_names(rows: pd.DataFrame) -> list[str]:
+    return [
+        cell if isinstance(cell, str) and cell else f"{label} c={conc:g} r={rep:g}"
+        for cell, label, conc, rep in zip(
+            rows["cell"], rows["label"], rows["concurrency"], rows["repeat"], strict=True
+        )
+    ]
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return None if math.isnan(float(value)) else bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
+        return False
+    return None
+
+
+def _first(values: pd.Series[Any]) -> Any:
+    present = values.dropna()
+    return present.iloc[0] if len(present) else None
+
+
+def _median(values: pd.Series[Any]) -> float:
+    present = values.dropna()
+    return float(present.median()) if len(present) else math.nan
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if math.isnan(number) else number
+
+
+def _ratio(numerator: Any, denominator: Any) -> float:
+    try:
+        num, den = float(numerator), float(denominator)
+    except (TypeError, ValueError):
+        return math.nan
+    return num / den if den > 0 and not math.isnan(num) else math.nan
+
+
+def _values(value: Any) -> Sequence[float]:
+    return tuple(value) if isinstance(value, tuple | list) else ()
+
+
+def _finite(values: Iterable[float]) -> npt.NDArray[np.float64]:
+    data = np.asarray(list(values), dtype=np.float64)
+    return np.asarray(data[np.isfinite(data)], dtype=np.float64)
+
+
+def _resampled_medians(
+    data: npt.NDArray[np.float64], rng: np.random.Generator
+) -> npt.NDArray[np.float64]:
+    picks = rng.integers(0, data.size, size=(RESAMPLES, data.size))
+    return np.asarray(np.median(data[picks], axis=1), dtype=float)
+
+
+def _quantiles(samples: npt.NDArray[np.float64]) -> Interval:
+    tail = (1.0 - CONFIDENCE) / 2
+    low, high = np.quantile(samples, [tail, 1.0 - tail])
+    return float(low), float(high)

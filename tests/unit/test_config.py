@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embbench import config as cfg
+from embbench.errors import ConfigError
+
+
+def test_defaults_and_labels() -> None:
+    assert cfg.default_label("batched", cfg.ServerOptions()) == "batched"
+    opts = cfg.ServerOptions(backend="onnx", quantize="int8", truncation=False)
+    assert cfg.default_label("batched", opts) == "batched[onnx,int8,no-truncation]"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"padding": "left"}, "padding"),
+        ({"quantize": "int8"}, "needs --backend onnx"),
+        ({"workers": 0}, "workers"),
+        ({"port": 70000}, "port"),
+    ],
+)
+def test_bad_server_options(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg.ServerOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_threads_default_to_cores_over_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cfg, "cpu_count", lambda: 8)
+    assert cfg.ServerOptions().resolved_threads(4) == 2
+    assert cfg.ServerOptions().resolved_threads(16) == 1
+    assert cfg.ServerOptions(threads=3).resolved_threads(4) == 3
+
+
+def test_run_config_validation() -> None:
+    runs = (cfg.VariantRun("batched"),)
+    with pytest.raises(ConfigError, match="concurrency"):
+        cfg.RunConfig(variants=runs, concurrency=(0,))
+    with pytest.raises(ConfigError, match="payload"):
+        cfg.RunConfig(variants=runs, payload="huge")
+    with pytest.raises(ConfigError, match="no variant"):
+        cfg.RunConfig(variants=())
+    with pytest.raises(ConfigError, match="share the label"):
+        cfg.RunConfig(variants=(cfg.VariantRun("batched"), cfg.VariantRun("batched")))
+
+
+def test_run_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        """
+[run]
+concurrency = [1, 2]
+duration = 3
+
+[defaults]
+threads = 1
+
+[[variant]]
+name = "batched"
+backend = "onnx"
+
+[[variant]]
+name = "shared-mutex"
+label = "mutex"
+threads = 2
+"""
+    )
+    run, variants = cfg.load_run_file(path)
+    assert run == {"concurrency": (1, 2), "duration": 3}
+    assert variants[0].options.threads == 1 and variants[0].options.backend == "onnx"
+    assert variants[1].display == "mutex" and variants[1].options.threads == 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[run\n", "not valid TOML"),
+        ("[runn]\n", "unknown section"),
+        ("[run]\nspeed = 1\n", "unknown \\[run\\] key"),
+        ("[[variant]]\nname='batched'\nfoo=1\n", "unknown server option 'foo'"),
+        ("[[variant]]\nbackend='onnx'\n", "has no name"),
+        ("[[variant]]\nname='batched'\npadding='left'\n", "padding"),
+    ],
+)
+def test_bad_run_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        cfg.load_run_file(path)
+
+
+def test_missing_run_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        cfg.load_run_file(tmp_path / "nope.toml")
+
+
+def test_override_keeps_unset_flags() -> None:
+    opts = cfg.ServerOptions(backend="onnx", threads=1)
+    out = cfg.override_options(opts, {"threads": 2, "padding": None})
+    assert out.backend == "onnx" and out.threads == 2 and out.padding == "longest"

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embbench import results
+from embbench.errors import ResultsError
+
+
+def test_run_dirs_are_never_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "new_run_id", lambda: "20260101-000000")  # same second twice
+    first = results.create_run_dir(tmp_path, None)
+    (first / "summary.csv").write_text("keep me")
+    second = results.create_run_dir(tmp_path, None)
+    assert second != first
+    assert (first / "summary.csv").read_text() == "keep me"
+
+
+def test_explicit_run_id_that_exists_is_an_error(tmp_path: Path) -> None:
+    results.create_run_dir(tmp_path, "mine")
+    with pytest.raises(ResultsError, match="already exists"):
+        results.create_run_dir(tmp_path, "mine")
+
+
+def test_summary_round_trip(tmp_path: Path) -> None:
+    run = results.create_run_dir(tmp_path, "r1")
+    results.write_json(run / "run.json", {"schema_version": results.SCHEMA_VERSION})
+    writer = results.SummaryWriter(run / "summary.csv")
+    writer.append({"variant": "batched", "label": "", "concurrency": 10, "rps": 12.34567})
+    data = results.load_run(run)
+    assert list(data.summary.columns) == results.SUMMARY_COLUMNS
+    assert data.summary.loc[0, "label"] == "batched"
+    assert data.summary.loc[0, "rps"] == pytest.approx(12.3457)
+
+
+def test_load_run_rejects_other_versions(tmp_path: Path) -> None:
+    run = results.create_run_dir(tmp_path, "old")
+    results.write_json(run / "run.json", {"schema_version": 99})
+    results.SummaryWriter(run / "summary.csv")
+    with pytest.raises(ResultsError, match="schema_version 99"):
+        results.load_run(run)
+
+
+def test_latest_run_needs_a_run(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no run"):
+        results.latest_run(tmp_path)
