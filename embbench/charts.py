@@ -292,7 +292,10 @@ def timeline_figure(
 
 def _plot_rate(ax: Axes, frame: pd.DataFrame, t0: float, color: Any) -> None:
     start, latency, status = (_numbers(frame, c) for c in ("start", "latency_ms", "status"))
-    done = (start + latency / 1000.0 - t0)[(status >= 200) & (status < 300)].dropna()
+    ok = (status >= 200) & (status < 300)
+    if "error" in frame.columns:  # a 200 whose body was wrong is logged with an error
+        ok &= frame["error"].isna() | (frame["error"].astype(str).str.strip() == "")
+    done = (start + latency / 1000.0 - t0)[ok].dropna()
     if done.empty:
         return
     seconds = np.floor(done.to_numpy()).astype(int)

@@ -59,6 +59,7 @@ SeqOpt = typer.Option(None, "--max-seq-length", help="Tokens kept when truncatin
 BackendOpt = typer.Option(None, "--backend", help="torch | onnx.")
 QuantOpt = typer.Option(None, "--quantize", help="none | int8 (onnx only).")
 BatchOpt = typer.Option(None, "--max-batch-size", help="Largest batch (batched).")
+OmpOpt = typer.Option(None, "--omp-wait-policy", help="passive (default) | active | default.")
 
 
 def server_overrides(**values: Any) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def serve(
     padding: str | None = PaddingOpt, truncation: bool | None = TruncOpt,
     max_seq_length: int | None = SeqOpt, backend: str | None = BackendOpt,
     quantize: str | None = QuantOpt, max_batch_size: int | None = BatchOpt,
+    omp_wait_policy: str | None = OmpOpt,
 ) -> None:
     """Run one server in the foreground until Ctrl-C."""
     from embbench.serve import serve_foreground
@@ -96,7 +98,8 @@ def serve(
     options = cfg.override_options(cfg.ServerOptions(), server_overrides(
         model=model, host=host, port=port if port is not None else 8000, workers=workers,
         threads=threads, padding=padding, truncation=truncation, max_seq_length=max_seq_length,
-        backend=backend, quantize=quantize, max_batch_size=max_batch_size))
+        backend=backend, quantize=quantize, max_batch_size=max_batch_size,
+        omp_wait_policy=omp_wait_policy))
     code = serve_foreground(variant, options, on_ready=lambda url: err_console.print(
         f"[green]{variant}[/] ready at {url}  (Ctrl-C to stop)"))
     raise typer.Exit(code)
@@ -132,6 +135,7 @@ def run(
     padding: str | None = PaddingOpt, truncation: bool | None = TruncOpt,
     max_seq_length: int | None = SeqOpt, backend: str | None = BackendOpt,
     quantize: str | None = QuantOpt, max_batch_size: int | None = BatchOpt,
+    omp_wait_policy: str | None = OmpOpt,
 ) -> None:
     """Measure variants under Locust load; results go to results/<run-id>/."""
     from embbench.runner import run_benchmark
@@ -139,7 +143,7 @@ def run(
     overrides = server_overrides(
         model=model, host=host, port=port, workers=workers, threads=threads, padding=padding,
         truncation=truncation, max_seq_length=max_seq_length, backend=backend,
-        quantize=quantize, max_batch_size=max_batch_size)
+        quantize=quantize, max_batch_size=max_batch_size, omp_wait_policy=omp_wait_policy)
     settings: dict[str, Any] = {}
     runs: list[cfg.VariantRun] = []
     if config_file is not None:
@@ -175,6 +179,63 @@ def run(
     if outcome.failed:
         err_console.print(f"[red]{outcome.failed} cell(s) failed[/]; see failure_reason in summary.csv")
         raise typer.Exit(int(ExitStatus.CELL_FAILED))
+
+
+@app.command("report")
+@friendly
+def report_cmd(
+    run_dir: Path | None = typer.Argument(None, help="Run folder (default: the newest)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Label to compare against."),
+    out: Path = typer.Option(Path("results"), "--out", help="Where runs are (for the default)."),
+    force: bool = typer.Option(False, "--force", help="Write report.md again if it exists."),
+) -> None:
+    """Tables, report.md and charts/*.png for a run."""
+    from embbench.publish import publish_report
+
+    published = publish_report(run_dir, out=out, baseline=baseline, force=force)
+    render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
+    for line in _winner_lines(published.table):
+        console.print(line)
+    console.print(f"report: {published.markdown}")
+    for chart in published.charts:
+        console.print(f"chart:  {chart}")
+
+
+@app.command()
+@friendly
+def compare(
+    run_a: Path = typer.Argument(..., help="Run folder a (the reference)."),
+    run_b: Path = typer.Argument(..., help="Run folder b."),
+) -> None:
+    """Two runs side by side, as ratios b / a."""
+    from embbench.publish import publish_compare
+
+    table, markdown = publish_compare(run_a, run_b)
+    console.print(markdown, markup=False, highlight=False)
+
+
+def render_aggregate(table: Any, title: str) -> None:
+    view = Table(title=title)
+    columns = [("label", "variant"), ("concurrency", "c"), ("rps", "rps"),
+               ("latency_p50_ms", "p50 ms"), ("latency_p99_ms", "p99 ms"),
+               ("cpu_pct_mean", "CPU %"), ("pss_mb_max", "PSS MB"), ("cosine_min", "cosine")]
+    present = [(key, name) for key, name in columns if key in table.columns]
+    for _, name in present:
+        view.add_column(name, justify="left" if name == "variant" else "right")
+    for record in table.to_dict("records"):
+        view.add_row(*(_fmt(record.get(key), 5 if key == "cosine_min" else 1)
+                       for key, _ in present))
+    console.print(view)
+
+
+def _winner_lines(table: Any) -> list[str]:
+    from embbench.report import winners
+
+    lines = []
+    for record in winners(table).to_dict("records"):
+        lines.append(f"winner at c={record.get('concurrency')}: {record.get('label')} "
+                     f"({_fmt(record.get('rps'))} rps)")
+    return lines
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

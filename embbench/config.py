@@ -46,8 +46,11 @@ class ServerOptions:
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
     max_body_bytes: int = 1 << 20
+    # How idle OpenMP threads wait: "passive" sleeps, "active" spins (see server_env).
+    omp_wait_policy: str = "passive"
 
     def __post_init__(self) -> None:
+        _choice("omp_wait_policy", self.omp_wait_policy, ("passive", "active", "default"))
         _choice("padding", self.padding, PADDINGS)
         _choice("backend", self.backend, BACKENDS)
         _choice("quantize", self.quantize, QUANTIZATIONS)
@@ -94,6 +97,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     model_name: str = ""
     ready_dir: str = ""
+    omp_wait_policy: str = "passive"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -157,13 +161,15 @@ def default_label(name: str, options: ServerOptions) -> str:
     base = ServerOptions()
     parts = []
     for opt in ("backend", "quantize", "padding", "truncation", "workers", "threads",
-                "max_seq_length"):
+                "max_seq_length", "omp_wait_policy"):
         value = getattr(options, opt)
         if value != getattr(base, opt):
             if opt == "truncation":
                 parts.append("truncation" if value else "no-truncation")
             elif opt in ("backend", "quantize", "padding"):
                 parts.append(str(value))
+            elif opt == "omp_wait_policy":
+                parts.append(f"omp={value}")
             else:
                 parts.append(f"{opt}={value}")
     return f"{name}[{','.join(parts)}]" if parts else name

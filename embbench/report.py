@@ -6,6 +6,7 @@ CLI needs one import); this module turns them into words that cite those numbers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.config import ServerOptions
 from embbench.results import RunData
 from embbench.stats import (
     RESAMPLES,
@@ -42,11 +44,13 @@ __all__ = [
 
 # Written by charts.write_charts, linked from report.md (paths relative to the run folder).
 CHART_FILES = ("throughput.png", "latency.png", "resources.png", "timeline.png")
+DEFAULT_OPTIONS = dataclasses.asdict(ServerOptions())
 MULTI_PROCESS = ("per-worker", "preload")
-# A mutex that keeps more of the CPU busy than this is not what holds it back.
+# Below this much idle CPU (% of all cores) a mutex is not what holds a server back.
 IDLE_WORTH_SAYING = 10.0
 # Throughput within this factor of another counts as "about the same".
 SIMILAR = 1.10
+# RSS above PSS by this fraction of RSS counts as visible copy-on-write sharing.
 SHARED_WORTH_SAYING = 0.15
 
 
@@ -87,7 +91,7 @@ def _oversubscription(
             total = workers * threads
             what = f"{workers:g} × {threads:g} intra-op threads = {total:g} on {cores} cores"
             if not over:
-                what += "; the run flagged it although workers × threads fit the cores"
+                what += ", times the inferences that overlap in one process"
         parts = []
         for row in records(agg[(agg["label"] == label) & agg["rps"].notna()]):
             win = best.get(int(row["concurrency"]))
@@ -252,7 +256,8 @@ def render_markdown(
     """
     meta, agg = run.meta, aggregate(run.summary)
     lines = [f"# embbench report: run {_run_id(run)}", "", *_header(meta), ""]
-    lines += ["## Settings", "", *_settings(meta.get("config") or {}), "", "## Results", ""]
+    settings = _settings(meta.get("config") or {}) or ["Not recorded in run.json."]
+    lines += ["## Settings", "", *settings, "", "## Results", ""]
     lines += [
         "Medians over the repeats whose status is ok; in brackets, the 95 % percentile-"
         f"bootstrap interval of the median ({RESAMPLES} resamples, fixed seed) where there are"
@@ -304,10 +309,15 @@ def _run_id(run: RunData) -> str:
 
 def _header(meta: Mapping[str, Any]) -> list[str]:
     lines = [f"- Machine: {_machine(meta)}"]
+    if meta.get("status") not in (None, "complete"):
+        lines.append(f"- Run status: {meta['status']} (not every planned cell ran)")
     if meta.get("versions"):
         lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
-    if meta.get("git_sha"):
-        lines.append(f"- Git: {meta['git_sha']}")
+    git = meta.get("git") or {}
+    if git.get("sha"):
+        lines.append(
+            f"- Git: {git['sha']}" + (" (uncommitted changes)" if git.get("dirty") else "")
+        )
     lines += [
         f"- Offline ceiling ({c.get('backend')}, {c.get('quantize', 'none')}): "
         f"{_num(c.get('sentences_per_s'), 1)} sentences/s without HTTP"
@@ -327,11 +337,12 @@ def _machine(meta: Mapping[str, Any]) -> str:
 
 
 def _settings(config: Mapping[str, Any]) -> list[str]:
-    rows = [[key, _setting(value)] for key, value in config.items() if key != "variants"]
+    rows = [[k, _setting(v)] for k, v in config.items() if k != "variants" and v is not None]
     lines = _table(["setting", "value"], rows) if rows else []
     variants = [
         [str(v.get("label") or v.get("name")), str(v.get("name")),
-         _setting(v.get("options") or {}) or "defaults"]
+         _setting({k: x for k, x in (v.get("options") or {}).items()
+                   if x != DEFAULT_OPTIONS.get(k, None)}) or "defaults"]
         for v in config.get("variants") or []
     ]  # fmt: skip
     return [*lines, "", *_table(["label", "variant", "options"], variants)] if variants else lines
@@ -437,7 +448,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
         )
 
     text = ("label", "winner", "runner-up", "flags", "reason", "cell", "setting", "value",
-            "variant", "options", "status")  # fmt: skip
+            "variant", "options", "status", "throughput", "latency")  # fmt: skip
     return [line(headers), line("---" if h in text else "---:" for h in headers), *map(line, rows)]
 
 

@@ -99,7 +99,8 @@ def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
-        return round(value, 4)
+        # Cosines live just under 1: four decimals would round 0.99996 up to 1.0.
+        return round(value, 7 if abs(value) <= 1.0 else 4)
     return value
 
 
@@ -137,9 +138,9 @@ def load_run(path: Path) -> RunData:
         raise ResultsError(
             f"{path} has schema_version {version}; this embbench reads {SCHEMA_VERSION}"
         )
-    summary = pd.read_csv(summary_file)
+    summary = pd.read_csv(summary_file, dtype={"label": "string", "failure_reason": "string"})
     if "label" in summary.columns:
-        summary["label"] = summary["label"].fillna(summary["variant"])
+        summary["label"] = summary["label"].fillna(summary["variant"].astype("string"))
     return RunData(path=path, meta=meta, summary=summary)
 
 

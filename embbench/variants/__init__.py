@@ -5,10 +5,12 @@ from __future__ import annotations
 from embbench.errors import UnknownVariantError
 from embbench.variants.base import LaunchSpec, OwnVariant, Variant
 from embbench.variants.batched import Batched
+from embbench.variants.infinity import Infinity
 from embbench.variants.per_worker import PerWorker
 from embbench.variants.preload import Preload
 from embbench.variants.shared_mutex import SharedMutex
 from embbench.variants.shared_rwlock import SharedRWLock
+from embbench.variants.tei import Tei
 
 REGISTRY: dict[str, Variant] = {
     v.name: v
@@ -18,6 +20,8 @@ REGISTRY: dict[str, Variant] = {
         PerWorker(),
         Preload(),
         Batched(),
+        Tei(),
+        Infinity(),
     )
 }
 

@@ -75,6 +75,7 @@ class OwnVariant(Variant):
             max_batch_tokens=options.max_batch_tokens,
             max_body_bytes=options.max_body_bytes,
             ready_dir=ready_dir,
+            omp_wait_policy=options.omp_wait_policy,
         )
 
     def check(self, options: ServerOptions) -> None:
@@ -109,4 +110,12 @@ def server_env(config: ServerConfig) -> dict[str, str]:
         TRANSFORMERS_OFFLINE="1",
         PYTHONUNBUFFERED="1",
     )
+    # libgomp's default lets idle OpenMP threads spin. With the event loop and a load generator
+    # on the same 2 cores, a spinning team member and a descheduled one stall each other and a
+    # 15 ms forward pass becomes 120 ms, on some runs and not others (shared-mutex at c=10: 7.6,
+    # 8.0 and 41.6 rps with spinning; 54, 51 and 48 rps with PASSIVE, same machine, same hour).
+    if config.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = config.omp_wait_policy.upper()
+    else:
+        env.pop("OMP_WAIT_POLICY", None)
     return env

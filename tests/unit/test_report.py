@@ -54,14 +54,36 @@ def raw_rows() -> list[dict[str, str]]:
 def row(**values: Any) -> dict[str, Any]:
     """A summary row with every column, plain defaults, and `values` on top."""
     base: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS)
-    base.update(variant="shared-rwlock", label="", concurrency=10, repeat=0, status="ok",
-                workers=1, threads=1, backend="torch", quantize="none", requests=100,
-                failures=0, rps=10.0, latency_mean_ms=1000.0, latency_p50_ms=900.0,
-                latency_p95_ms=1500.0, latency_p99_ms=2000.0, cpu_pct_mean=150.0,
-                cpu_pct_max=190.0, rss_mb_max=400.0, pss_mb_max=380.0, uss_mb_max=370.0,
-                loadgen_cpu_pct_mean=20.0, cosine_min=0.9999, cosine_threshold=0.999,
-                correct=True, little_law_ok=True, loadgen_saturated=False,
-                oversubscribed=False)  # fmt: skip
+    base.update(
+        variant="shared-rwlock",
+        label="",
+        concurrency=10,
+        repeat=0,
+        status="ok",
+        workers=1,
+        threads=1,
+        backend="torch",
+        quantize="none",
+        requests=100,
+        failures=0,
+        rps=10.0,
+        latency_mean_ms=1000.0,
+        latency_p50_ms=900.0,
+        latency_p95_ms=1500.0,
+        latency_p99_ms=2000.0,
+        cpu_pct_mean=150.0,
+        cpu_pct_max=190.0,
+        rss_mb_max=400.0,
+        pss_mb_max=380.0,
+        uss_mb_max=370.0,
+        loadgen_cpu_pct_mean=20.0,
+        cosine_min=0.9999,
+        cosine_threshold=0.999,
+        correct=True,
+        little_law_ok=True,
+        loadgen_saturated=False,
+        oversubscribed=False,
+    )
     base.update(values)
     return base
 
@@ -71,16 +93,25 @@ def row(**values: Any) -> dict[str, Any]:
 
 def test_aggregate_has_one_row_per_label_and_concurrency(agg: pd.DataFrame) -> None:
     assert list(zip(agg["label"], agg["concurrency"], strict=True)) == [
-        ("shared-rwlock", 10), ("shared-rwlock", 100), ("shared-mutex", 10),
-        ("shared-mutex", 100), ("batched", 10), ("batched", 100),
-    ]  # fmt: skip
+        ("shared-rwlock", 10),
+        ("shared-rwlock", 100),
+        ("shared-mutex", 10),
+        ("shared-mutex", 100),
+        ("batched", 10),
+        ("batched", 100),
+    ]
 
 
 def test_aggregate_medians_match_the_csv(agg: pd.DataFrame) -> None:
     for label in ("shared-rwlock", "shared-mutex", "batched"):
         for concurrency in (10, 100):
-            ok = [r for r in raw_rows() if r["label"] == label
-                  and int(r["concurrency"]) == concurrency and r["status"] == "ok"]  # fmt: skip
+            ok = [
+                r
+                for r in raw_rows()
+                if r["label"] == label
+                and int(r["concurrency"]) == concurrency
+                and r["status"] == "ok"
+            ]
             got = cell(agg, label, concurrency)
             for column in ("rps", "latency_p50_ms", "latency_p99_ms", "pss_mb_max"):
                 expected = statistics.median(float(r[column]) for r in ok)
@@ -113,8 +144,13 @@ def test_aggregate_flags_from_the_fixture(agg: pd.DataFrame) -> None:
 
 
 def test_aggregate_ignores_numbers_of_rows_that_are_not_ok() -> None:
-    frame = pd.DataFrame([row(rps=10.0), row(rps=12.0, repeat=1),
-                          row(rps=999.0, repeat=2, status="bad_embeddings", correct=False)])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            row(rps=10.0),
+            row(rps=12.0, repeat=1),
+            row(rps=999.0, repeat=2, status="bad_embeddings", correct=False),
+        ]
+    )
     got = aggregate(frame).iloc[0]
     assert got["rps"] == pytest.approx(11.0)
     assert got["n_failed"] == 1 and got["incorrect"]
@@ -142,10 +178,12 @@ def test_ratio_interval_needs_two_values_each_side() -> None:
 
 
 def two_labels(base: list[float], other: list[float]) -> pd.DataFrame:
-    rows = [row(variant="base", rps=v, latency_p50_ms=100.0 + i, repeat=i)
-            for i, v in enumerate(base)]  # fmt: skip
-    rows += [row(variant="other", rps=v, latency_p50_ms=50.0 + i, repeat=i)
-             for i, v in enumerate(other)]  # fmt: skip
+    rows = [
+        row(variant="base", rps=v, latency_p50_ms=100.0 + i, repeat=i) for i, v in enumerate(base)
+    ]
+    rows += [
+        row(variant="other", rps=v, latency_p50_ms=50.0 + i, repeat=i) for i, v in enumerate(other)
+    ]
     return aggregate(pd.DataFrame(rows))
 
 
@@ -229,19 +267,22 @@ def test_explain_says_nothing_without_a_reason() -> None:
 
 
 def test_oversubscription_from_workers_times_threads() -> None:
-    frame = pd.DataFrame([row(variant="per-worker", workers=2, threads=2, rps=5.0),
-                          row(variant="batched", rps=20.0)])  # fmt: skip
+    frame = pd.DataFrame(
+        [row(variant="per-worker", workers=2, threads=2, rps=5.0), row(variant="batched", rps=20.0)]
+    )
     text = " ".join(explain(frame, aggregate(frame), META))
     assert "per-worker is oversubscribed (2 × 2 intra-op threads = 4 on 2 cores)" in text
     assert "5.0 rps, 0.25× the 20.0 rps of batched" in text
 
 
 def test_little_law_wrong_embeddings_and_errors() -> None:
-    frame = pd.DataFrame([
-        row(variant="a", little_law_ok=False, rps=4.0, latency_mean_ms=500.0),
-        row(variant="b", correct=False, cosine_min=0.91, status="bad_embeddings"),
-        row(variant="c", failures=7, requests=70, errors_connection=5, errors_5xx=2),
-    ])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            row(variant="a", little_law_ok=False, rps=4.0, latency_mean_ms=500.0),
+            row(variant="b", correct=False, cosine_min=0.91, status="bad_embeddings"),
+            row(variant="c", failures=7, requests=70, errors_connection=5, errors_5xx=2),
+        ]
+    )
     text = " ".join(explain(frame, aggregate(frame), META))
     assert "4.0 rps × 0.500 s mean latency = 2.0 requests in flight for 10 users" in text
     assert "cosine min 0.9100 below the threshold 0.9990" in text
@@ -249,11 +290,13 @@ def test_little_law_wrong_embeddings_and_errors() -> None:
 
 
 def test_memory_per_worker_and_copy_on_write() -> None:
-    frame = pd.DataFrame([
-        row(variant="shared-mutex", pss_mb_max=400.0, rss_mb_max=420.0),
-        row(variant="per-worker", workers=4, threads=1, pss_mb_max=1000.0, rss_mb_max=1050.0),
-        row(variant="preload", workers=4, threads=1, pss_mb_max=700.0, rss_mb_max=1600.0),
-    ])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            row(variant="shared-mutex", pss_mb_max=400.0, rss_mb_max=420.0),
+            row(variant="per-worker", workers=4, threads=1, pss_mb_max=1000.0, rss_mb_max=1050.0),
+            row(variant="preload", workers=4, threads=1, pss_mb_max=700.0, rss_mb_max=1600.0),
+        ]
+    )
     text = " ".join(explain(frame, aggregate(frame), META))
     assert "per-worker runs 4 processes in 1000 MB PSS" in text
     assert "each extra worker costs about 200 MB" in text  # (1000 - 400) / 3
@@ -262,8 +305,12 @@ def test_memory_per_worker_and_copy_on_write() -> None:
 
 
 def test_mutex_that_keeps_the_cpu_busy_is_not_blamed() -> None:
-    frame = pd.DataFrame([row(variant="shared-mutex", rps=10.0, cpu_pct_mean=195.0),
-                          row(variant="shared-rwlock", rps=10.5, cpu_pct_mean=198.0)])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            row(variant="shared-mutex", rps=10.0, cpu_pct_mean=195.0),
+            row(variant="shared-rwlock", rps=10.5, cpu_pct_mean=198.0),
+        ]
+    )
     assert not [s for s in explain(frame, aggregate(frame), META) if "idle" in s]
 
 
@@ -302,8 +349,14 @@ def test_render_markdown_on_the_fixture(run: RunData) -> None:
 
 
 def test_render_markdown_marks_not_significant(tmp_path: Path) -> None:
-    frame = pd.DataFrame([row(variant="base", rps=10.0), row(variant="base", rps=12.0, repeat=1),
-                          row(variant="other", rps=11.0), row(variant="other", rps=11.5, repeat=1)])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            row(variant="base", rps=10.0),
+            row(variant="base", rps=12.0, repeat=1),
+            row(variant="other", rps=11.0),
+            row(variant="other", rps=11.5, repeat=1),
+        ]
+    )
     text = render_markdown(RunData(path=tmp_path, meta=META, summary=frame), "base")
     assert "| other | 10 | 1.02 (0.92–1.15) | not significant |" in text
     assert "None: every cell finished with status ok." in text

@@ -1,0 +1,147 @@
+"""A short real benchmark: real servers, the real model, real Locust; files and numbers agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import pytest
+
+from embbench import results
+from embbench.config import RunConfig, VariantRun
+from embbench.runner import Cell, QuietProgress, run_benchmark
+from tests.integration.conftest import serve_variant
+
+pytestmark = pytest.mark.integration
+
+
+def short_config(tmp_path: Path, *names: str, **kwargs: Any) -> RunConfig:
+    settings: dict[str, Any] = dict(concurrency=(2, 8), duration=2.5, warmup=1.0,
+                                    out=str(tmp_path / "results"))
+    settings.update(kwargs)
+    return RunConfig(variants=tuple(VariantRun(n) for n in names), **settings)
+
+
+def test_short_benchmark_files_and_numbers(tmp_path: Path) -> None:
+    outcome = run_benchmark(short_config(tmp_path, "shared-rwlock", "batched"))
+    run_dir = outcome.run_dir
+    assert not outcome.interrupted and outcome.failed == 0
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["schema_version"] == results.SCHEMA_VERSION and meta["status"] == "complete"
+    assert meta["host"]["cores"] >= 1 and "torch" in meta["versions"]
+    assert meta["config"]["concurrency"] == [2, 8]
+
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(summary.columns) == results.SUMMARY_COLUMNS
+    assert len(summary) == 4 and set(summary["status"]) == {"ok"}
+    for row in summary.itertuples():
+        requests = pd.read_csv(run_dir / "requests" / f"{row.cell}.csv")
+        samples = pd.read_csv(run_dir / "samples" / f"{row.cell}.csv")
+        assert list(requests.columns) == results.REQUEST_COLUMNS
+        # Throughput is the successful completions inside the window, per second.
+        done = requests["start"] + requests["latency_ms"] / 1000
+        inside = requests[(done >= row.window_start) & (done <= row.window_end)]
+        ok = inside[(inside["status"] == 200)]
+        assert row.rps == pytest.approx(len(ok) / row.duration_s, rel=1e-3)
+        assert row.requests == len(inside) and row.failures == 0
+        assert row.latency_p50_ms == pytest.approx(ok["latency_ms"].median(), rel=1e-3)
+        assert row.latency_p50_ms <= row.latency_p95_ms <= row.latency_p99_ms <= row.latency_max_ms
+        assert row.cosine_min >= 0.999 and bool(row.correct)
+        # The server tree and the load generator were both sampled during the window.
+        measured = samples[samples["phase"] == "measure"]
+        assert len(measured) >= 3
+        assert row.cpu_pct_mean > 0 and row.rss_mb_max > 50 and row.pss_mb_max > 0
+        assert row.loadgen_cpu_pct_mean > 0
+        assert (run_dir / "logs" / f"{row.cell}.server.log").exists()
+
+
+def test_external_url_with_tei_protocol(tmp_path: Path) -> None:
+    # TEI's protocol against our own TEI-compatible /embed; nothing here pretends to be TEI.
+    with serve_variant("batched", tmp_path / "srv") as (url, proc):
+        config = short_config(tmp_path, concurrency=(4,), url=url, protocol="tei", pid=proc.pid)
+        outcome = run_benchmark(config)
+    row = outcome.rows[0]
+    assert row["status"] == "ok" and row["protocol"] == "tei" and row["rps"] > 0
+    assert row["cosine_min"] >= 0.999 and row["cpu_pct_mean"] > 0
+
+
+def test_openai_protocol_against_our_server(tmp_path: Path) -> None:
+    with serve_variant("shared-mutex", tmp_path / "srv") as (url, _):
+        config = short_config(tmp_path, concurrency=(2,), url=url, protocol="openai")
+        row = run_benchmark(config).rows[0]
+    assert row["status"] == "ok" and row["cosine_min"] >= 0.999
+
+
+class KillServerMidCell(QuietProgress):
+    """Kills the first cell's server halfway through its measured window."""
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
+                  rps: float | None, p50_ms: float | None) -> None:
+        if cell.index == 0 and phase == "measure" and not self.killed:
+            for child in psutil.Process().children(recursive=True):
+                if "embbench.servers" in " ".join(child.cmdline()):
+                    child.kill()
+                    self.killed = True
+
+
+def test_a_server_crash_fails_its_cell_and_the_run_goes_on(tmp_path: Path) -> None:
+    progress = KillServerMidCell()
+    outcome = run_benchmark(short_config(tmp_path, "shared-mutex", duration=4.0), progress)
+    assert progress.killed
+    first, second = outcome.rows
+    assert first["status"] == "failed" and "exited" in first["failure_reason"]
+    assert second["status"] == "ok"
+    summary = pd.read_csv(outcome.run_dir / "summary.csv")
+    assert list(summary["status"]) == ["failed", "ok"]
+
+
+def embbench_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            env = proc.info["environ"] or {}
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except (psutil.Error, TypeError):
+            continue
+        if marker in env.get("EMBBENCH_SERVER_CONFIG", "") or marker in cmd:
+            found.append(proc)
+    return found
+
+
+def test_ctrl_c_keeps_measured_cells_and_leaves_no_process(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "embbench", "run", "--variant", "shared-mutex",
+           "--concurrency", "2,4,8", "--duration", "3", "--warmup", "1", "--out", str(out),
+           "--run-id", "interrupted"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    summary = out / "interrupted" / "summary.csv"
+    deadline = time.monotonic() + 240
+    try:
+        # Wait until one cell is recorded and the next one's server is up, then press Ctrl-C.
+        while time.monotonic() < deadline:
+            if summary.exists() and len(summary.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.5)
+        time.sleep(4)
+        os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output.decode()[-2000:]
+    rows = pd.read_csv(summary)
+    assert rows.loc[0, "status"] == "ok"
+    assert json.loads((out / "interrupted" / "run.json").read_text())["status"] == "interrupted"
+    time.sleep(1)
+    assert embbench_processes(str(out)) == []
