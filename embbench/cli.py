@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from embbench import config as cfg
-from embbench.errors import EmbbenchError, ExitStatus
+from embbench.errors import ConfigError, EmbbenchError, ExitStatus
 
 app = typer.Typer(
     add_completion=False,
@@ -48,14 +48,22 @@ def friendly(func: F) -> F:
 
 # -- server options shared by serve and run ---------------------------------------------------
 
-ModelOpt = typer.Option(None, "--model", help="Local folder or hub id (offline). Default: bundled all-MiniLM-L6-v2.")
+ModelOpt = typer.Option(
+    None, "--model", help="Local folder or hub id (offline). Default: bundled all-MiniLM-L6-v2."
+)
 HostOpt = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1).")
 PortOpt = typer.Option(None, "--port", help="Port (default: a free one).")
 WorkersOpt = typer.Option(None, "--workers", help="Worker processes (per-worker, preload).")
-ThreadsOpt = typer.Option(None, "--threads", help="Intra-op threads per model (default cores // workers).")
+ThreadsOpt = typer.Option(
+    None, "--threads", help="Intra-op threads per model (default cores // workers)."
+)
 PaddingOpt = typer.Option(None, "--padding", help="longest | max_length.")
-TruncOpt = typer.Option(None, "--truncation/--no-truncation", help="Truncate inputs to max_seq_length.")
-SeqOpt = typer.Option(None, "--max-seq-length", help="Tokens kept when truncating (default: the model's).")
+TruncOpt = typer.Option(
+    None, "--truncation/--no-truncation", help="Truncate inputs to max_seq_length."
+)
+SeqOpt = typer.Option(
+    None, "--max-seq-length", help="Tokens kept when truncating (default: the model's)."
+)
 BackendOpt = typer.Option(None, "--backend", help="torch | onnx.")
 QuantOpt = typer.Option(None, "--quantize", help="none | int8 (onnx only).")
 BatchOpt = typer.Option(None, "--max-batch-size", help="Largest batch (batched).")
@@ -75,9 +83,13 @@ def variants() -> None:
     for column in ("name", "what it is", "workers", "protocol", "seed analogue"):
         table.add_column(column)
     for variant in REGISTRY.values():
-        table.add_row(variant.name, variant.summary,
-                      "external" if variant.external else str(variant.default_workers),
-                      variant.protocol, variant.seed_analogue)
+        table.add_row(
+            variant.name,
+            variant.summary,
+            "external" if variant.external else str(variant.default_workers),
+            variant.protocol,
+            variant.seed_analogue,
+        )
     console.print(table)
 
 
@@ -85,23 +97,46 @@ def variants() -> None:
 @friendly
 def serve(
     variant: str = typer.Option(..., "--variant", help="Variant to run (see `embbench variants`)."),
-    model: str | None = ModelOpt, host: str | None = HostOpt, port: int | None = PortOpt,
-    workers: int | None = WorkersOpt, threads: int | None = ThreadsOpt,
-    padding: str | None = PaddingOpt, truncation: bool | None = TruncOpt,
-    max_seq_length: int | None = SeqOpt, backend: str | None = BackendOpt,
-    quantize: str | None = QuantOpt, max_batch_size: int | None = BatchOpt,
+    model: str | None = ModelOpt,
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
+    workers: int | None = WorkersOpt,
+    threads: int | None = ThreadsOpt,
+    padding: str | None = PaddingOpt,
+    truncation: bool | None = TruncOpt,
+    max_seq_length: int | None = SeqOpt,
+    backend: str | None = BackendOpt,
+    quantize: str | None = QuantOpt,
+    max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
 ) -> None:
     """Run one server in the foreground until Ctrl-C."""
     from embbench.serve import serve_foreground
 
-    options = cfg.override_options(cfg.ServerOptions(), server_overrides(
-        model=model, host=host, port=port if port is not None else 8000, workers=workers,
-        threads=threads, padding=padding, truncation=truncation, max_seq_length=max_seq_length,
-        backend=backend, quantize=quantize, max_batch_size=max_batch_size,
-        omp_wait_policy=omp_wait_policy))
-    code = serve_foreground(variant, options, on_ready=lambda url: err_console.print(
-        f"[green]{variant}[/] ready at {url}  (Ctrl-C to stop)"))
+    options = cfg.override_options(
+        cfg.ServerOptions(),
+        server_overrides(
+            model=model,
+            host=host,
+            port=port if port is not None else 8000,
+            workers=workers,
+            threads=threads,
+            padding=padding,
+            truncation=truncation,
+            max_seq_length=max_seq_length,
+            backend=backend,
+            quantize=quantize,
+            max_batch_size=max_batch_size,
+            omp_wait_policy=omp_wait_policy,
+        ),
+    )
+    code = serve_foreground(
+        variant,
+        options,
+        on_ready=lambda url: err_console.print(
+            f"[green]{variant}[/] ready at {url}  (Ctrl-C to stop)"
+        ),
+    )
     raise typer.Exit(code)
 
 
@@ -109,7 +144,9 @@ def parse_levels(text: str) -> tuple[int, ...]:
     try:
         levels = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise cfg.ConfigError(f"--concurrency takes integers separated by commas, got {text!r}") from None
+        raise ConfigError(
+            f"--concurrency takes integers separated by commas, got {text!r}"
+        ) from None
     return levels
 
 
@@ -117,33 +154,55 @@ def parse_levels(text: str) -> tuple[int, ...]:
 @friendly
 def run(
     variant: list[str] = typer.Option([], "--variant", help="Variant(s) to measure; repeatable."),
-    config_file: Path | None = typer.Option(None, "--config", help="TOML run file (configs/*.toml)."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="TOML run file (configs/*.toml)."
+    ),
     concurrency: str | None = typer.Option(None, "--concurrency", help="Levels, e.g. 10,100,1000."),
     duration: float | None = typer.Option(None, "--duration", help="Measured seconds per cell."),
     warmup: float | None = typer.Option(None, "--warmup", help="Seconds of load excluded first."),
-    repeats: int | None = typer.Option(None, "--repeats", help="Repeats of every cell (interleaved)."),
+    repeats: int | None = typer.Option(
+        None, "--repeats", help="Repeats of every cell (interleaved)."
+    ),
     payload: str | None = typer.Option(None, "--payload", help="short | medium | long | mixed."),
     out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run folder."),
     url: str | None = typer.Option(None, "--url", help="Drive a server already running there."),
-    protocol: str | None = typer.Option(None, "--protocol", help="predict | tei | openai (with --url)."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="predict | tei | openai (with --url)."
+    ),
     pid: int | None = typer.Option(None, "--pid", help="Process to sample (with --url)."),
     label: str | None = typer.Option(None, "--label", help="Row label (with --url)."),
     load_processes: int | None = typer.Option(None, "--load-processes", help="Locust --processes."),
-    model: str | None = ModelOpt, host: str | None = HostOpt, port: int | None = PortOpt,
-    workers: int | None = WorkersOpt, threads: int | None = ThreadsOpt,
-    padding: str | None = PaddingOpt, truncation: bool | None = TruncOpt,
-    max_seq_length: int | None = SeqOpt, backend: str | None = BackendOpt,
-    quantize: str | None = QuantOpt, max_batch_size: int | None = BatchOpt,
+    model: str | None = ModelOpt,
+    host: str | None = HostOpt,
+    port: int | None = PortOpt,
+    workers: int | None = WorkersOpt,
+    threads: int | None = ThreadsOpt,
+    padding: str | None = PaddingOpt,
+    truncation: bool | None = TruncOpt,
+    max_seq_length: int | None = SeqOpt,
+    backend: str | None = BackendOpt,
+    quantize: str | None = QuantOpt,
+    max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
 ) -> None:
     """Measure variants under Locust load; results go to results/<run-id>/."""
     from embbench.runner import run_benchmark
 
     overrides = server_overrides(
-        model=model, host=host, port=port, workers=workers, threads=threads, padding=padding,
-        truncation=truncation, max_seq_length=max_seq_length, backend=backend,
-        quantize=quantize, max_batch_size=max_batch_size, omp_wait_policy=omp_wait_policy)
+        model=model,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        padding=padding,
+        truncation=truncation,
+        max_seq_length=max_seq_length,
+        backend=backend,
+        quantize=quantize,
+        max_batch_size=max_batch_size,
+        omp_wait_policy=omp_wait_policy,
+    )
     settings: dict[str, Any] = {}
     runs: list[cfg.VariantRun] = []
     if config_file is not None:
@@ -152,21 +211,35 @@ def run(
         # Variants named on the command line replace the file's list, keeping its options.
         by_name = {r.name: r for r in runs}
         runs = [by_name.get(name, cfg.VariantRun(name=name)) for name in variant]
-    runs = [cfg.VariantRun(r.name, cfg.override_options(r.options, overrides), r.label) for r in runs]
+    runs = [
+        cfg.VariantRun(r.name, cfg.override_options(r.options, overrides), r.label) for r in runs
+    ]
     if url is not None:
-        runs = [cfg.VariantRun(name="external", options=cfg.override_options(
-            cfg.ServerOptions(), overrides), label=label or "external")]
+        runs = [
+            cfg.VariantRun(
+                name="external",
+                options=cfg.override_options(cfg.ServerOptions(), overrides),
+                label=label or "external",
+            )
+        ]
     flags = {
         "concurrency": parse_levels(concurrency) if concurrency else None,
-        "duration": duration, "warmup": warmup, "repeats": repeats, "payload": payload,
-        "out": str(out) if out else None, "run_id": run_id, "url": url, "protocol": protocol,
-        "pid": pid, "load_processes": load_processes,
+        "duration": duration,
+        "warmup": warmup,
+        "repeats": repeats,
+        "payload": payload,
+        "out": str(out) if out else None,
+        "run_id": run_id,
+        "url": url,
+        "protocol": protocol,
+        "pid": pid,
+        "load_processes": load_processes,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     try:
         config = cfg.RunConfig(variants=tuple(runs), **settings)
     except TypeError as exc:
-        raise cfg.ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     # SIGTERM (a CI timeout, `kill`) takes the same path as Ctrl-C: stop servers, keep cells.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with RichProgress() as progress:
@@ -177,7 +250,9 @@ def run(
         err_console.print("[yellow]interrupted[/]: the cells measured so far are kept.")
         raise typer.Exit(int(ExitStatus.INTERRUPTED))
     if outcome.failed:
-        err_console.print(f"[red]{outcome.failed} cell(s) failed[/]; see failure_reason in summary.csv")
+        err_console.print(
+            f"[red]{outcome.failed} cell(s) failed[/]; see failure_reason in summary.csv"
+        )
         raise typer.Exit(int(ExitStatus.CELL_FAILED))
 
 
@@ -210,21 +285,29 @@ def compare(
     """Two runs side by side, as ratios b / a."""
     from embbench.publish import publish_compare
 
-    table, markdown = publish_compare(run_a, run_b)
+    _, markdown = publish_compare(run_a, run_b)
     console.print(markdown, markup=False, highlight=False)
 
 
 def render_aggregate(table: Any, title: str) -> None:
     view = Table(title=title)
-    columns = [("label", "variant"), ("concurrency", "c"), ("rps", "rps"),
-               ("latency_p50_ms", "p50 ms"), ("latency_p99_ms", "p99 ms"),
-               ("cpu_pct_mean", "CPU %"), ("pss_mb_max", "PSS MB"), ("cosine_min", "cosine")]
+    columns = [
+        ("label", "variant"),
+        ("concurrency", "c"),
+        ("rps", "rps"),
+        ("latency_p50_ms", "p50 ms"),
+        ("latency_p99_ms", "p99 ms"),
+        ("cpu_pct_mean", "CPU %"),
+        ("pss_mb_max", "PSS MB"),
+        ("cosine_min", "cosine"),
+    ]
     present = [(key, name) for key, name in columns if key in table.columns]
     for _, name in present:
         view.add_column(name, justify="left" if name == "variant" else "right")
     for record in table.to_dict("records"):
-        view.add_row(*(_fmt(record.get(key), 5 if key == "cosine_min" else 1)
-                       for key, _ in present))
+        view.add_row(
+            *(_fmt(record.get(key), 5 if key == "cosine_min" else 1) for key, _ in present)
+        )
     console.print(view)
 
 
@@ -233,8 +316,10 @@ def _winner_lines(table: Any) -> list[str]:
 
     lines = []
     for record in winners(table).to_dict("records"):
-        lines.append(f"winner at c={record.get('concurrency')}: {record.get('label')} "
-                     f"({_fmt(record.get('rps'))} rps)")
+        lines.append(
+            f"winner at c={record.get('concurrency')}: {record.get('label')} "
+            f"({_fmt(record.get('rps'))} rps)"
+        )
     return lines
 
 
@@ -252,8 +337,19 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def render_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
-    for column in ("variant", "c", "rep", "status", "rps", "p50 ms", "p99 ms", "CPU %",
-                   "PSS MB", "loadgen %", "cosine"):
+    for column in (
+        "variant",
+        "c",
+        "rep",
+        "status",
+        "rps",
+        "p50 ms",
+        "p99 ms",
+        "CPU %",
+        "PSS MB",
+        "loadgen %",
+        "cosine",
+    ):
         table.add_column(column, justify="left" if column in ("variant", "status") else "right")
     for row in rows:
         status = str(row.get("status"))
@@ -265,11 +361,16 @@ def render_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
         if row.get("little_law_ok") is False:
             flags.append("little's law")
         table.add_row(
-            str(row.get("label") or row.get("variant")), str(row.get("concurrency")),
-            str(row.get("repeat")), status + (f" ({', '.join(flags)})" if flags else ""),
-            _fmt(row.get("rps")), _fmt(row.get("latency_p50_ms")),
-            _fmt(row.get("latency_p99_ms")), _fmt(row.get("cpu_pct_mean"), 0),
-            _fmt(row.get("pss_mb_max"), 0), _fmt(row.get("loadgen_cpu_pct_mean"), 0),
+            str(row.get("label") or row.get("variant")),
+            str(row.get("concurrency")),
+            str(row.get("repeat")),
+            status + (f" ({', '.join(flags)})" if flags else ""),
+            _fmt(row.get("rps")),
+            _fmt(row.get("latency_p50_ms")),
+            _fmt(row.get("latency_p99_ms")),
+            _fmt(row.get("cpu_pct_mean"), 0),
+            _fmt(row.get("pss_mb_max"), 0),
+            _fmt(row.get("loadgen_cpu_pct_mean"), 0),
             _fmt(row.get("cosine_min"), 5),
         )
     console.print(table)
@@ -280,8 +381,12 @@ class RichProgress:
 
     def __init__(self) -> None:
         self._bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[live]}"), TimeElapsedColumn(), console=err_console,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]}"),
+            TimeElapsedColumn(),
+            console=err_console,
         )
         self._task: Any = None
 
@@ -297,11 +402,21 @@ class RichProgress:
         self._task = self._bar.add_task("starting", total=len(cells), live="")
 
     def cell_started(self, cell: Any) -> None:
-        self._bar.update(self._task, description=f"{cell.run.display} c={cell.concurrency}",
-                         live="starting server")
+        self._bar.update(
+            self._task,
+            description=f"{cell.run.display} c={cell.concurrency}",
+            live="starting server",
+        )
 
-    def cell_live(self, cell: Any, phase: str, elapsed: float, total: float,
-                  rps: float | None, p50_ms: float | None) -> None:
+    def cell_live(
+        self,
+        cell: Any,
+        phase: str,
+        elapsed: float,
+        total: float,
+        rps: float | None,
+        p50_ms: float | None,
+    ) -> None:
         live = f"{phase} {elapsed:4.0f}/{total:.0f}s"
         if rps is not None:
             live += f"  {rps:7.1f} rps"
@@ -312,8 +427,10 @@ class RichProgress:
     def cell_finished(self, cell: Any, row: dict[str, Any]) -> None:
         self._bar.advance(self._task)
         status = row.get("status")
-        line = (f"{cell.index + 1:>3} {row.get('label')} c={cell.concurrency} r={cell.repeat}: "
-                f"{status} {_fmt(row.get('rps'))} rps p50 {_fmt(row.get('latency_p50_ms'))} ms")
+        line = (
+            f"{cell.index + 1:>3} {row.get('label')} c={cell.concurrency} r={cell.repeat}: "
+            f"{status} {_fmt(row.get('rps'))} rps p50 {_fmt(row.get('latency_p50_ms'))} ms"
+        )
         if row.get("failure_reason"):
             line += f" - {str(row['failure_reason'])[:200]}"
         self._bar.console.print(line, highlight=False, markup=False)

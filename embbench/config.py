@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from embbench.errors import ConfigError
 
@@ -160,8 +161,16 @@ def default_label(name: str, options: ServerOptions) -> str:
     """`name[opt=value,...]` listing only what differs from the defaults, so rows stay apart."""
     base = ServerOptions()
     parts = []
-    for opt in ("backend", "quantize", "padding", "truncation", "workers", "threads",
-                "max_seq_length", "omp_wait_policy"):
+    for opt in (
+        "backend",
+        "quantize",
+        "padding",
+        "truncation",
+        "workers",
+        "threads",
+        "max_seq_length",
+        "omp_wait_policy",
+    ):
         value = getattr(options, opt)
         if value != getattr(base, opt):
             if opt == "truncation":

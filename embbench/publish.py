@@ -22,7 +22,10 @@ class Published:
 
 
 def publish_report(
-    run_dir: Path | None, *, out: Path = Path("results"), baseline: str | None = None,
+    run_dir: Path | None,
+    *,
+    out: Path = Path("results"),
+    baseline: str | None = None,
     force: bool = False,
 ) -> Published:
     """Write report.md and charts/*.png into the run folder (the newest run by default).

@@ -24,21 +24,72 @@ SCHEMA_VERSION = 1
 
 # The first block is a contract (DESIGN.md); the rest may grow.
 SUMMARY_COLUMNS = [
-    "variant", "concurrency", "repeat", "payload", "padding", "truncation", "workers", "threads",
-    "backend", "status", "requests", "failures", "duration_s", "rps", "latency_mean_ms",
-    "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms",
-    "cpu_pct_mean", "cpu_pct_max", "rss_mb_max", "pss_mb_max", "uss_mb_max",
-    "loadgen_cpu_pct_mean", "cosine_min",
+    "variant",
+    "concurrency",
+    "repeat",
+    "payload",
+    "padding",
+    "truncation",
+    "workers",
+    "threads",
+    "backend",
+    "status",
+    "requests",
+    "failures",
+    "duration_s",
+    "rps",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "cpu_pct_mean",
+    "cpu_pct_max",
+    "rss_mb_max",
+    "pss_mb_max",
+    "uss_mb_max",
+    "loadgen_cpu_pct_mean",
+    "cosine_min",
     # extras
-    "label", "cell", "quantize", "max_seq_length", "protocol", "model", "url", "cores",
-    "server_processes", "load_processes", "loadgen_cpu_pct_max", "loadgen_saturated",
-    "oversubscribed", "little_ratio", "little_law_ok", "cosine_threshold", "correct",
-    "errors_connection", "errors_timeout", "errors_429", "errors_4xx", "errors_5xx",
-    "errors_other", "failure_reason", "started_at", "window_start", "window_end",
+    "label",
+    "cell",
+    "quantize",
+    "max_seq_length",
+    "protocol",
+    "model",
+    "url",
+    "cores",
+    "server_processes",
+    "load_processes",
+    "loadgen_cpu_pct_max",
+    "loadgen_saturated",
+    "oversubscribed",
+    "little_ratio",
+    "little_law_ok",
+    "cosine_threshold",
+    "correct",
+    "errors_connection",
+    "errors_timeout",
+    "errors_429",
+    "errors_4xx",
+    "errors_5xx",
+    "errors_other",
+    "failure_reason",
+    "started_at",
+    "window_start",
+    "window_end",
 ]
 REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
 SAMPLE_COLUMNS = [
-    "time", "phase", "cpu_pct", "rss_mb", "pss_mb", "uss_mb", "threads", "processes",
+    "time",
+    "phase",
+    "cpu_pct",
+    "rss_mb",
+    "pss_mb",
+    "uss_mb",
+    "threads",
+    "processes",
     "loadgen_cpu_pct",
 ]
 
@@ -62,7 +113,9 @@ def create_run_dir(out: Path, run_id: str | None = None) -> Path:
             path.mkdir()
         except FileExistsError:
             if run_id is not None:
-                raise ResultsError(f"run folder {path} already exists; choose another --run-id")
+                raise ResultsError(
+                    f"run folder {path} already exists; choose another --run-id"
+                ) from None
             continue
         for sub in ("requests", "samples", "logs"):
             (path / sub).mkdir()

@@ -62,8 +62,15 @@ class Progress(Protocol):
 
     def cell_started(self, cell: Cell) -> None: ...
 
-    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
-                  rps: float | None, p50_ms: float | None) -> None: ...
+    def cell_live(
+        self,
+        cell: Cell,
+        phase: str,
+        elapsed: float,
+        total: float,
+        rps: float | None,
+        p50_ms: float | None,
+    ) -> None: ...
 
     def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None: ...
 
@@ -77,8 +84,15 @@ class QuietProgress:
     def cell_started(self, cell: Cell) -> None:
         pass
 
-    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
-                  rps: float | None, p50_ms: float | None) -> None:
+    def cell_live(
+        self,
+        cell: Cell,
+        phase: str,
+        elapsed: float,
+        total: float,
+        rps: float | None,
+        p50_ms: float | None,
+    ) -> None:
         pass
 
     def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None:
@@ -91,7 +105,7 @@ class QuietProgress:
 def plan(config: RunConfig) -> list[Cell]:
     """Cells in interleaved order: every variant once per repeat, so drift hits all alike."""
     runs = list(config.variants) or [VariantRun(name=EXTERNAL)]
-    cells = []
+    cells: list[Cell] = []
     for repeat in range(config.repeats):
         for run in runs:
             for concurrency in config.concurrency:
@@ -141,8 +155,13 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
             row = CellRunner(config, cell, run_dir, payloads, progress).run()
             summary.append(row)
             outcome.rows.append(row)
-            meta["cells"].append({"cell": cell.name, "status": row["status"],
-                                  "failure_reason": row.get("failure_reason")})
+            meta["cells"].append(
+                {
+                    "cell": cell.name,
+                    "status": row["status"],
+                    "failure_reason": row.get("failure_reason"),
+                }
+            )
             progress.cell_finished(cell, row)
             if row["status"] == results.INTERRUPTED:
                 outcome.interrupted = True
@@ -159,8 +178,9 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
 class CellRunner:
     """One cell, start to finish; `run()` always returns a row and never leaves a process."""
 
-    def __init__(self, config: RunConfig, cell: Cell, run_dir: Path, payloads: list[str],
-                 progress: Progress) -> None:
+    def __init__(
+        self, config: RunConfig, cell: Cell, run_dir: Path, payloads: list[str], progress: Progress
+    ) -> None:
         self.config = config
         self.cell = cell
         self.run_dir = run_dir
@@ -172,13 +192,23 @@ class CellRunner:
     def _base_row(self) -> dict[str, Any]:
         cell, opts = self.cell, self.cell.run.options
         return {
-            "variant": cell.run.name, "label": cell.run.display, "cell": cell.name,
-            "concurrency": cell.concurrency, "repeat": cell.repeat,
-            "payload": self.config.payload, "padding": opts.padding,
-            "truncation": opts.truncation, "backend": opts.backend, "quantize": opts.quantize,
-            "max_seq_length": opts.max_seq_length, "model": opts.model or BUNDLED_MODEL,
-            "cores": cpu_count(), "load_processes": self.config.load_processes,
-            "cosine_threshold": threshold_for(opts.quantize), "requests": 0, "failures": 0,
+            "variant": cell.run.name,
+            "label": cell.run.display,
+            "cell": cell.name,
+            "concurrency": cell.concurrency,
+            "repeat": cell.repeat,
+            "payload": self.config.payload,
+            "padding": opts.padding,
+            "truncation": opts.truncation,
+            "backend": opts.backend,
+            "quantize": opts.quantize,
+            "max_seq_length": opts.max_seq_length,
+            "model": opts.model or BUNDLED_MODEL,
+            "cores": cpu_count(),
+            "load_processes": self.config.load_processes,
+            "cosine_threshold": threshold_for(opts.quantize),
+            "requests": 0,
+            "failures": 0,
             "started_at": time.time(),
         }
 
@@ -216,8 +246,9 @@ class CellRunner:
 
     def _start_server(self) -> tuple[str, str, ServerProcess | None]:
         if self.config.url is not None:
-            self.row.update(url=self.config.url, protocol=self.config.protocol,
-                            server_processes=None)
+            self.row.update(
+                url=self.config.url, protocol=self.config.protocol, server_processes=None
+            )
             return self.config.url.rstrip("/"), self.config.protocol, None
         variant = get_variant(self.cell.run.name)
         port = self.options.port or free_port(self.options.host)
@@ -228,7 +259,9 @@ class CellRunner:
         threads = int(str(info.get("threads", 0))) or None
         overlap = int(str(info.get("pool_size", 1))) if info.get("strategy") == "rwlock" else 1
         self.row.update(
-            workers=workers, threads=threads, protocol=spec.protocol,
+            workers=workers,
+            threads=threads,
+            protocol=spec.protocol,
             url=f"http://{self.options.host}:{port}",
             oversubscribed=bool(threads and workers * threads * overlap > cpu_count()),
         )
@@ -255,11 +288,15 @@ class CellRunner:
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
         spec = LoadSpec(
-            url=url, protocol=protocol, users=self.cell.concurrency,
+            url=url,
+            protocol=protocol,
+            users=self.cell.concurrency,
             run_time=self.config.warmup + self.config.duration + 1.0,
-            payloads=self.payloads, requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
+            payloads=self.payloads,
+            requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
             log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
-            processes=self.config.load_processes, model=self.row["model"],
+            processes=self.config.load_processes,
+            model=self.row["model"],
         )
         load = LoadProcess(spec)
         load.start()
@@ -281,8 +318,12 @@ class CellRunner:
             ok = [r[1] for r in recent if r[2] == 200]
             phase = "warmup" if elapsed < self.config.warmup + 1.0 else "measure"
             self.progress.cell_live(
-                self.cell, phase, min(elapsed, total), total,
-                len(ok) / 3.0 if rows else None, float(np.median(ok)) if ok else None,
+                self.cell,
+                phase,
+                min(elapsed, total),
+                total,
+                len(ok) / 3.0 if rows else None,
+                float(np.median(ok)) if ok else None,
             )
         if load.exited() not in (0, None):
             self.progress.warn(f"{self.cell.name}: Locust exited with code {load.exited()}")
@@ -302,10 +343,14 @@ class CellRunner:
         if rows:
             self.row.update(measure.summarize_requests(window, duration))
         if samples:
-            self.row.update(measure.summarize_samples(
-                samples, start, start + duration, self.config.load_processes))
-        ratio = measure.little_ratio(self.row.get("rps", 0.0), self.row.get("latency_mean_ms"),
-                                     self.cell.concurrency)
+            self.row.update(
+                measure.summarize_samples(
+                    samples, start, start + duration, self.config.load_processes
+                )
+            )
+        ratio = measure.little_ratio(
+            self.row.get("rps", 0.0), self.row.get("latency_mean_ms"), self.cell.concurrency
+        )
         self.row["little_ratio"] = ratio
         self.row["little_law_ok"] = measure.little_ok(ratio)
         if self.row.get("loadgen_saturated"):
@@ -315,14 +360,27 @@ class CellRunner:
                 "Try --load-processes 2 or a load generator on another machine."
             )
         if rows:
-            results.write_rows(self.run_dir / "requests" / f"{self.cell.name}.csv",
-                               results.REQUEST_COLUMNS, rows)
+            results.write_rows(
+                self.run_dir / "requests" / f"{self.cell.name}.csv", results.REQUEST_COLUMNS, rows
+            )
         if samples:
             results.write_rows(
-                self.run_dir / "samples" / f"{self.cell.name}.csv", results.SAMPLE_COLUMNS,
-                ((f"{s.time:.3f}", _phase(s.time, start, start + duration), round(s.cpu_pct, 1),
-                  round(s.rss_mb, 1), round(s.pss_mb, 1), round(s.uss_mb, 1), s.threads,
-                  s.processes, round(s.loadgen_cpu_pct, 1)) for s in samples),
+                self.run_dir / "samples" / f"{self.cell.name}.csv",
+                results.SAMPLE_COLUMNS,
+                (
+                    (
+                        f"{s.time:.3f}",
+                        _phase(s.time, start, start + duration),
+                        round(s.cpu_pct, 1),
+                        round(s.rss_mb, 1),
+                        round(s.pss_mb, 1),
+                        round(s.uss_mb, 1),
+                        s.threads,
+                        s.processes,
+                        round(s.loadgen_cpu_pct, 1),
+                    )
+                    for s in samples
+                ),
             )
         with contextlib.suppress(OSError):
             for path in raw.glob("requests-*.csv"):

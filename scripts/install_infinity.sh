@@ -38,6 +38,8 @@ PIP=("$VENV/bin/python" -m pip --quiet)
 "${PIP[@]}" install "$TORCH_PIN"
 # The torch pin again, as a requirement of the same resolution, so that pip never swaps it.
 "${PIP[@]}" install "$TORCH_PIN" "$INFINITY_PIN" "${OTHER_PINS[@]}"
-"$VENV/bin/infinity_emb" --help >/dev/null
+# A smoke test of the CLI. infinity makes `.infinity_cache` under INFINITY_HOME (else the working
+# directory): keep it inside the venv.
+INFINITY_HOME="$VENV" DO_NOT_TRACK=1 "$VENV/bin/infinity_emb" v2 --help >/dev/null
 echo "$WANT" >"$STAMP"
 echo "infinity-emb installed: $VENV/bin/infinity_emb"

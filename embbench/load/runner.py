@@ -31,16 +31,28 @@ class LoadSpec:
 
 def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[str, str]]:
     argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--host", spec.url,
-        "--users", str(spec.users),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        spec.url,
+        "--users",
+        str(spec.users),
         # All users at once (one second): the ramp-up is excluded from the window anyway.
-        "--spawn-rate", str(spec.users),
-        "--run-time", f"{math.ceil(spec.run_time)}s",
-        "--stop-timeout", "0",
+        "--spawn-rate",
+        str(spec.users),
+        "--run-time",
+        f"{math.ceil(spec.run_time)}s",
+        "--stop-timeout",
+        "0",
         "--only-summary",
-        "--loglevel", "WARNING",
-        "--exit-code-on-error", "0",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
     ]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
@@ -75,7 +87,11 @@ class LoadProcess:
         self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.spec.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 

@@ -6,7 +6,6 @@ GET /health, GET /info; errors are JSON {"error", "error_type"} and never a 500 
 
 from __future__ import annotations
 
-
 import contextlib
 import logging
 import os
@@ -271,5 +270,3 @@ def preload_app() -> FastAPI:
     config = ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"])
     encoder = Encoder(encoder_settings(config)) if config.backend == "torch" else None
     return create_app(config, encoder)
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,9 @@ class TorchBackend:
         # Set before the first op creates the pool; inter-op parallelism only adds threads that
         # compete with the intra-op ones on a small machine.
         torch.set_num_threads(threads)
-        try:
+        # Raises once set in this process (a reload): the first value stays.
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set in this process (a reload): keep the first value
-            pass
         self._torch = torch
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model.eval()

@@ -136,11 +136,11 @@ class Encoder:
             raise InputTooLongError(len(ids), self.max_positions)
         return ids
 
-    def pad(
-        self, batch: Sequence[TokenIds]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def pad(self, batch: Sequence[TokenIds]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         longest = max(len(ids) for ids in batch)
-        width = max(longest, self.max_seq_length) if self.settings.padding == "max_length" else longest
+        width = (
+            max(longest, self.max_seq_length) if self.settings.padding == "max_length" else longest
+        )
         input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, ids in enumerate(batch):
@@ -168,8 +168,9 @@ def load_backend(settings: EncoderSettings, path: Path) -> Backend:
     if settings.backend == "onnx":
         from embbench.servers.backend_onnx import OnnxBackend
 
-        return OnnxBackend(path, threads=settings.threads, quantize=settings.quantize,
-                           cache_dir=settings.cache_dir)
+        return OnnxBackend(
+            path, threads=settings.threads, quantize=settings.quantize, cache_dir=settings.cache_dir
+        )
     from embbench.servers.backend_torch import TorchBackend
 
     return TorchBackend(path, threads=settings.threads)

@@ -91,8 +91,12 @@ class OwnVariant(Variant):
         return LaunchSpec(
             argv=self.command(config),
             env=server_env(config),
-            info={"workers": config.workers, "threads": config.threads,
-                  "strategy": config.strategy, "pool_size": config.pool_size},
+            info={
+                "workers": config.workers,
+                "threads": config.threads,
+                "strategy": config.strategy,
+                "pool_size": config.pool_size,
+            },
         )
 
 

@@ -17,8 +17,22 @@ class PerWorker(OwnVariant):
         # uvicorn's supervisor spawns (not forks) its workers: each starts clean and loads its
         # own model; TERM to the supervisor stops them all.
         return [
-            sys.executable, "-m", "uvicorn", "embbench.servers.app:app_from_env", "--factory",
-            "--host", config.host, "--port", str(config.port), "--workers", str(config.workers),
-            "--log-level", "warning", "--no-access-log", "--backlog", "4096",
-            "--timeout-graceful-shutdown", "3",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "embbench.servers.app:app_from_env",
+            "--factory",
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
+            "--workers",
+            str(config.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--backlog",
+            "4096",
+            "--timeout-graceful-shutdown",
+            "3",
         ]

@@ -8,7 +8,9 @@ from embbench.variants.base import OwnVariant
 
 class Preload(OwnVariant):
     name = "preload"
-    summary = "gunicorn --preload -w W + uvicorn workers: model loaded before fork, shared copy-on-write"
+    summary = (
+        "gunicorn --preload -w W + uvicorn workers: model loaded before fork, shared copy-on-write"
+    )
     seed_analogue = "the article's Python server (gunicorn --preload -w 10)"
     strategy = "mutex"
     preload = True
@@ -16,8 +18,23 @@ class Preload(OwnVariant):
 
     def command(self, config: ServerConfig) -> list[str]:
         return [
-            sys.executable, "-m", "gunicorn", "embbench.servers.app:preload_app()",
-            "--preload", "-w", str(config.workers), "-k", "uvicorn_worker.UvicornWorker",
-            "--bind", f"{config.host}:{config.port}", "--backlog", "4096",
-            "--graceful-timeout", "3", "--timeout", "120", "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "embbench.servers.app:preload_app()",
+            "--preload",
+            "-w",
+            str(config.workers),
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "--bind",
+            f"{config.host}:{config.port}",
+            "--backlog",
+            "4096",
+            "--graceful-timeout",
+            "3",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
         ]

@@ -34,9 +34,7 @@ def st_encode(model: Any, texts: list[str]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def serve_variant(
-    name: str, workdir: Path, **options: Any
-) -> Iterator[tuple[str, ServerProcess]]:
+def serve_variant(name: str, workdir: Path, **options: Any) -> Iterator[tuple[str, ServerProcess]]:
     port = free_port()
     spec = get_variant(name).launch(ServerOptions(**options), port, workdir)
     url = f"http://127.0.0.1:{port}"

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 def short_config(tmp_path: Path, *names: str, **kwargs: Any) -> RunConfig:
-    settings: dict[str, Any] = dict(concurrency=(2, 8), duration=2.5, warmup=1.0,
-                                    out=str(tmp_path / "results"))
+    settings: dict[str, Any] = dict(
+        concurrency=(2, 8), duration=2.5, warmup=1.0, out=str(tmp_path / "results")
+    )
     settings.update(kwargs)
     return RunConfig(variants=tuple(VariantRun(n) for n in names), **settings)
 
@@ -86,8 +87,15 @@ class KillServerMidCell(QuietProgress):
     def __init__(self) -> None:
         self.killed = False
 
-    def cell_live(self, cell: Cell, phase: str, elapsed: float, total: float,
-                  rps: float | None, p50_ms: float | None) -> None:
+    def cell_live(
+        self,
+        cell: Cell,
+        phase: str,
+        elapsed: float,
+        total: float,
+        rps: float | None,
+        p50_ms: float | None,
+    ) -> None:
         if cell.index == 0 and phase == "measure" and not self.killed:
             for child in psutil.Process().children(recursive=True):
                 if "embbench.servers" in " ".join(child.cmdline()):
@@ -121,9 +129,24 @@ def embbench_processes(marker: str) -> list[psutil.Process]:
 
 def test_ctrl_c_keeps_measured_cells_and_leaves_no_process(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "embbench", "run", "--variant", "shared-mutex",
-           "--concurrency", "2,4,8", "--duration", "3", "--warmup", "1", "--out", str(out),
-           "--run-id", "interrupted"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embbench",
+        "run",
+        "--variant",
+        "shared-mutex",
+        "--concurrency",
+        "2,4,8",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+        "--run-id",
+        "interrupted",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     summary = out / "interrupted" / "summary.csv"
     deadline = time.monotonic() + 240

@@ -42,8 +42,16 @@ def test_info_and_health(server: tuple[str, str, Any]) -> None:
     assert httpx.get(url + "/health").status_code == 200
     info = httpx.get(url + "/info").json()
     assert info["variant"] == name
-    for key in ("pid", "workers", "threads", "backend", "padding", "truncation",
-                "max_seq_length", "model"):
+    for key in (
+        "pid",
+        "workers",
+        "threads",
+        "backend",
+        "padding",
+        "truncation",
+        "max_seq_length",
+        "model",
+    ):
         assert key in info
     assert info["workers"] >= 1 and info["threads"] >= 1
 
@@ -53,8 +61,10 @@ def test_predict_agrees_with_sentence_transformers(
 ) -> None:
     _, url, _ = server
     got = np.array(
-        [httpx.post(url + "/predict", json={"text": t}).json()["embeddings"][0]
-         for t in PROBE_SENTENCES]
+        [
+            httpx.post(url + "/predict", json={"text": t}).json()["embeddings"][0]
+            for t in PROBE_SENTENCES
+        ]
     )
     assert cosine(got, st_encode(st_model, list(PROBE_SENTENCES))).min() >= 0.999
 
@@ -87,8 +97,7 @@ def test_bad_requests_get_4xx_json_and_the_server_goes_on(
     server: tuple[str, str, Any], body: bytes, status: int, error_type: str
 ) -> None:
     _, url, _ = server
-    reply = httpx.post(url + "/predict", content=body,
-                       headers={"content-type": "application/json"})
+    reply = httpx.post(url + "/predict", content=body, headers={"content-type": "application/json"})
     assert reply.status_code == status
     assert reply.json()["error_type"] == error_type
     assert httpx.post(url + "/predict", json={"text": "still here"}).status_code == 200
@@ -101,7 +110,9 @@ def test_tei_errors(server: tuple[str, str, Any]) -> None:
     too_long = httpx.post(url + "/embed", json={"inputs": LONG_TEXT, "truncate": False})
     assert too_long.status_code == 413
     assert too_long.json()["error_type"] == "input_too_long"
-    assert httpx.post(url + "/embed", json={"inputs": LONG_TEXT, "truncate": True}).status_code == 200
+    assert (
+        httpx.post(url + "/embed", json={"inputs": LONG_TEXT, "truncate": True}).status_code == 200
+    )
 
 
 def test_unknown_route_is_json_404(server: tuple[str, str, Any]) -> None:
@@ -111,24 +122,28 @@ def test_unknown_route_is_json_404(server: tuple[str, str, Any]) -> None:
 
 
 def test_sigterm_stops_the_whole_tree(tmp_path: Path) -> None:
-    with serve_variant("per-worker", tmp_path, workers=2) as (url, proc):
+    with serve_variant("per-worker", tmp_path, workers=2) as (_, proc):
         tree = tree_of(proc.pid or 0)
         assert len(tree) >= 3  # supervisor + 2 workers (+ the spawn tracker)
         started = time.monotonic()
         os.kill(proc.pid or 0, signal.SIGTERM)
-        gone, alive = psutil.wait_procs(tree, timeout=15)
+        _, alive = psutil.wait_procs(tree, timeout=15)
         assert not alive, f"left behind: {[p.pid for p in alive]}"
         assert time.monotonic() - started < 15
 
 
 def test_truncation_off_and_padding_max_length(tmp_path: Path, st_model: Any) -> None:
-    with serve_variant("shared-mutex", tmp_path, truncation=False, padding="max_length") as (url, _):
+    with serve_variant("shared-mutex", tmp_path, truncation=False, padding="max_length") as (
+        url,
+        _,
+    ):
         info = httpx.get(url + "/info").json()
         assert info["truncation"] is False and info["padding"] == "max_length"
         reply = httpx.post(url + "/predict", json={"text": LONG_TEXT})
         assert reply.status_code == 413 and reply.json()["error_type"] == "input_too_long"
-        got = np.array(httpx.post(url + "/predict", json={"text": PROBE_SENTENCES[0]})
-                       .json()["embeddings"])
+        got = np.array(
+            httpx.post(url + "/predict", json={"text": PROBE_SENTENCES[0]}).json()["embeddings"]
+        )
         assert cosine(got, st_encode(st_model, [PROBE_SENTENCES[0]]))[0] >= 0.999
 
 
