@@ -40,7 +40,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EmbbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(int(exc.exit_status)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -289,6 +289,50 @@ def compare(
     console.print(markdown, markup=False, highlight=False)
 
 
+@app.command()
+@friendly
+def ceiling(
+    backend: list[str] = typer.Option(["torch"], "--backend", help="torch | onnx; repeatable."),
+    quantize: str = typer.Option("none", "--quantize", help="none | int8 (onnx)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="Intra-op threads (default all cores)."
+    ),
+    payload: str = typer.Option("short", "--payload", help="short | medium | long | mixed."),
+    seconds: float = typer.Option(3.0, "--seconds", help="Seconds per measurement."),
+    model: str | None = ModelOpt,
+) -> None:
+    """The offline ceiling: one bare forward pass and the best batched sentences/s, no HTTP."""
+    from embbench.ceiling import measure_in_subprocess
+
+    table = Table(title="offline ceiling (tokenise + forward + pool, no HTTP)")
+    for column in (
+        "backend",
+        "quantize",
+        "threads",
+        "batch 1 p50 ms",
+        "best sentences/s",
+        "at batch",
+    ):
+        table.add_column(column, justify="left" if column in ("backend", "quantize") else "right")
+    for name in backend:
+        cfg.ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
+        try:
+            result = measure_in_subprocess(
+                model, name, quantize if name == "onnx" else "none", threads, payload, seconds
+            )
+        except RuntimeError as exc:
+            raise EmbbenchError(str(exc)) from None
+        table.add_row(
+            name,
+            result["quantize"],
+            str(result["threads"]),
+            _fmt(result["batch1_ms"], 2),
+            _fmt(result["sentences_per_s"]),
+            str(result["best_batch"]),
+        )
+    console.print(table)
+
+
 def render_aggregate(table: Any, title: str) -> None:
     view = Table(title=title)
     columns = [
@@ -444,7 +488,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.UsageError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True
+        )
         sys.exit(int(ExitStatus.USAGE))
     except (click.Abort, KeyboardInterrupt):
         err_console.print("interrupted")

@@ -137,6 +137,8 @@ class RunConfig:
     load_processes: int = 1
     startup_timeout: float = 180.0
     seed: int = 0
+    # Measure the offline ceiling of every backend in the run first (embbench.ceiling).
+    ceiling: bool = False
 
     def __post_init__(self) -> None:
         if not self.variants and self.url is None:

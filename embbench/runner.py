@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 
 from embbench import measure, results
+from embbench.ceiling import measure_in_subprocess
 from embbench.config import RunConfig, ServerOptions, VariantRun, cpu_count
 from embbench.errors import ConfigError, ServerStartError
 from embbench.load.runner import LoadProcess, LoadSpec, read_requests
@@ -146,6 +147,8 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
         "cells": [],
     }
     results.write_json(run_dir / "run.json", meta)
+    prepare_backends(config, meta, progress)
+    results.write_json(run_dir / "run.json", meta)
     summary = results.SummaryWriter(run_dir / "summary.csv")
     outcome = RunOutcome(run_dir)
     progress.run_started(run_dir, cells)
@@ -173,6 +176,29 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
         meta["finished_at"] = time.time()
         results.write_json(run_dir / "run.json", meta)
     return outcome
+
+
+def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress) -> None:
+    """Export ONNX files before the first cell (not inside a cell's start-up), and measure the
+    offline ceiling of each backend while nothing else runs, when asked."""
+    if config.url is not None:
+        return  # a server that runs elsewhere: nothing here to export or measure
+    seen: set[tuple[str | None, str, str]] = set()
+    for run in config.variants:
+        opts = run.options
+        key = (opts.model, opts.backend, opts.quantize)
+        if key in seen or get_variant(run.name).external:
+            continue
+        seen.add(key)
+        if opts.backend == "onnx":
+            from embbench.servers.backend_onnx import export_onnx
+
+            export_onnx(resolve_model(opts.model), quantize=opts.quantize)
+        if config.ceiling:
+            progress.warn(f"measuring the offline ceiling of {opts.backend} {opts.quantize}")
+            meta.setdefault("ceiling", []).append(
+                measure_in_subprocess(opts.model, opts.backend, opts.quantize, None, config.payload)
+            )
 
 
 class CellRunner:
@@ -219,8 +245,9 @@ class CellRunner:
         samples: list[Sample] = []
         try:
             url, protocol, server = self._start_server()
+            self._record_info(url)
             self._probe(url, protocol)
-            sampler = Sampler(server.pid if server else self.config.pid)
+            sampler = Sampler(self._sample_root(server))
             sampler.start()
             load = self._start_load(url, protocol)
             sampler.watch_loadgen(load.pid or 0)
@@ -273,6 +300,25 @@ class CellRunner:
             server.stop()
             raise
         return self.row["url"], spec.protocol, server
+
+    def _sample_root(self, server: ServerProcess | None) -> int | None:
+        if server is None:
+            return self.config.pid
+        if server.spec.sample_pid is not None:
+            pid = server.spec.sample_pid()
+            if pid is None:
+                raise ServerStartError("the server's container is not running")
+            return pid
+        return server.pid
+
+    def _record_info(self, url: str) -> None:
+        """Keep the server's own account of itself (/info: TEI's and ours) with the logs."""
+        try:
+            reply = httpx.get(url + "/info", timeout=5.0)
+        except httpx.HTTPError:
+            return
+        if reply.status_code == 200:
+            (self.run_dir / "logs" / f"{self.cell.name}.info.json").write_text(reply.text)
 
     def _probe(self, url: str, protocol: str) -> None:
         reference = reference_embeddings(str(resolve_model(self.options.model)))

@@ -22,6 +22,9 @@ class LaunchSpec:
     info: dict[str, object] = field(default_factory=dict)
     # Extra clean-up after the process group is gone (a container to remove, say).
     cleanup: Callable[[], None] | None = None
+    # The root of the process tree to sample, when it is not the launched process (a container's
+    # first process, whose parent is the engine, not the `docker run` client).
+    sample_pid: Callable[[], int | None] | None = None
 
 
 class Variant:

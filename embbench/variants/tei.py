@@ -187,6 +187,7 @@ class Tei(Variant):
             env=dict(os.environ),
             protocol=self.protocol,
             cleanup=lambda: remove_container(name),
+            sample_pid=lambda: next(iter(container_pids(name)), None),
             info={
                 "workers": 1,
                 # Unset, TEI sizes its pools by the cores, as resolved_threads(1) does.
