@@ -16,6 +16,7 @@ import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from embbench import config as cfg
@@ -270,7 +271,7 @@ def report_cmd(
     published = publish_report(run_dir, out=out, baseline=baseline, force=force)
     render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
     for line in _winner_lines(published.table):
-        console.print(line)
+        console.print(line, markup=False, highlight=False)
     console.print(f"report: {published.markdown}")
     for chart in published.charts:
         console.print(f"chart:  {chart}")
@@ -350,7 +351,7 @@ def render_aggregate(table: Any, title: str) -> None:
         view.add_column(name, justify="left" if name == "variant" else "right")
     for record in table.to_dict("records"):
         view.add_row(
-            *(_fmt(record.get(key), 5 if key == "cosine_min" else 1) for key, _ in present)
+            *(escape(_fmt(record.get(key), 5 if key == "cosine_min" else 1)) for key, _ in present)
         )
     console.print(view)
 
@@ -405,7 +406,7 @@ def render_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
         if row.get("little_law_ok") is False:
             flags.append("little's law")
         table.add_row(
-            str(row.get("label") or row.get("variant")),
+            escape(str(row.get("label") or row.get("variant"))),
             str(row.get("concurrency")),
             str(row.get("repeat")),
             status + (f" ({', '.join(flags)})" if flags else ""),
@@ -448,7 +449,7 @@ class RichProgress:
     def cell_started(self, cell: Any) -> None:
         self._bar.update(
             self._task,
-            description=f"{cell.run.display} c={cell.concurrency}",
+            description=escape(f"{cell.run.display} c={cell.concurrency}"),
             live="starting server",
         )
 

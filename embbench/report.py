@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.config import ServerOptions
+from embbench.config import ServerOptions, default_label
+from embbench.errors import EmbbenchError
 from embbench.results import RunData
 from embbench.stats import (
     RESAMPLES,
@@ -340,12 +341,22 @@ def _settings(config: Mapping[str, Any]) -> list[str]:
     rows = [[k, _setting(v)] for k, v in config.items() if k != "variants" and v is not None]
     lines = _table(["setting", "value"], rows) if rows else []
     variants = [
-        [str(v.get("label") or v.get("name")), str(v.get("name")),
+        [_variant_label(v), str(v.get("name")),
          _setting({k: x for k, x in (v.get("options") or {}).items()
                    if x != DEFAULT_OPTIONS.get(k, None)}) or "defaults"]
         for v in config.get("variants") or []
     ]  # fmt: skip
     return [*lines, "", *_table(["label", "variant", "options"], variants)] if variants else lines
+
+
+def _variant_label(entry: Mapping[str, Any]) -> str:
+    """The label its rows carry: the given one, or the name with its non-default options."""
+    if entry.get("label"):
+        return str(entry["label"])
+    try:
+        return default_label(str(entry.get("name")), ServerOptions(**(entry.get("options") or {})))
+    except (TypeError, EmbbenchError):  # options written by another embbench version
+        return str(entry.get("name"))
 
 
 def _setting(value: Any) -> str:

@@ -37,23 +37,35 @@ def take_batch(
     max_batch_size: int,
     max_batch_tokens: int,
     pad_to: int | None = None,
+    spread: float = 2.0,
 ) -> list[Pending]:
-    """Pop from the left of `queue` the longest prefix that fits; at least one item.
+    """Take the oldest waiting request and the waiting ones that batch well with it.
 
-    The cost of a batch is rows x longest row (x `pad_to` when padding to a fixed length). The
-    first item is always taken, even alone over the limits, or it would never be served.
+    The cost of a batch is rows x its longest row (x `pad_to` when padding to a fixed length),
+    so a 250-token paragraph in a batch of 24-token sentences makes each of them cost 250. When
+    padding to the longest, a request joins only if its length is within `spread` times the
+    oldest one's; the others wait for a batch of their own length (each becomes the oldest in
+    turn, so none waits forever). The oldest is always taken, even alone over the limits.
+    Mixed payload at c=100 (batched, torch, 2 cores): 16.0 rps taking arrivals in order,
+    42.8 rps length-aware (runs 20261124-215852 and a single-cell rerun, same machine).
     """
-    batch: list[Pending] = []
-    rows = 0
-    longest = 0
-    while queue:
-        item = queue[0]
+    anchor = queue.popleft()
+    batch = [anchor]
+    rows = len(anchor.inputs)
+    longest = max(anchor.longest, pad_to or 0)
+    low, high = anchor.longest / spread, anchor.longest * spread
+    kept: list[Pending] = []
+    while queue and rows < max_batch_size:
+        item = queue.popleft()
         new_rows = rows + len(item.inputs)
-        new_longest = max(longest, pad_to or 0, item.longest)
-        if batch and (new_rows > max_batch_size or new_rows * new_longest > max_batch_tokens):
-            break
-        batch.append(queue.popleft())
-        rows, longest = new_rows, new_longest
+        new_longest = max(longest, item.longest)
+        fits = new_rows <= max_batch_size and new_rows * new_longest <= max_batch_tokens
+        if fits and (pad_to is not None or low <= item.longest <= high):
+            batch.append(item)
+            rows, longest = new_rows, new_longest
+        else:
+            kept.append(item)
+    queue.extendleft(reversed(kept))
     return batch
 
 

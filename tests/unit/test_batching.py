@@ -27,10 +27,27 @@ def test_bounded_by_batch_size() -> None:
 
 def test_bounded_by_padded_tokens() -> None:
     # rows x longest: 2 x 10 = 20 fits in 25; a third row of 10 would be 30.
-    q = queue_of(10, 4, 10)
+    q = queue_of(10, 8, 10)
     batch = take_batch(q, max_batch_size=32, max_batch_tokens=25)
-    assert [len(p.inputs[0]) for p in batch] == [10, 4]
+    assert [len(p.inputs[0]) for p in batch] == [10, 8]
     assert len(q) == 1
+
+
+def test_lengths_far_apart_wait_for_their_own_batch() -> None:
+    q = queue_of(20, 250, 24, 18, 300)
+    batch = take_batch(q, max_batch_size=32, max_batch_tokens=100_000)
+    assert [p.longest for p in batch] == [20, 24, 18]
+    assert [p.longest for p in q] == [250, 300]  # still in arrival order
+    assert [p.longest for p in take_batch(q, max_batch_size=32, max_batch_tokens=100_000)] == [
+        250,
+        300,
+    ]
+
+
+def test_fixed_padding_ignores_lengths() -> None:
+    q = queue_of(20, 250, 24)
+    batch = take_batch(q, max_batch_size=32, max_batch_tokens=100_000, pad_to=256)
+    assert len(batch) == 3
 
 
 def test_padding_to_fixed_length_counts_the_padding() -> None:
