@@ -11,6 +11,7 @@ import numpy as np
 from embbench.sampler import Sample
 
 RequestRow = tuple[float, float, int, str, int]  # start (epoch s), latency ms, status, error, bytes
+MAX_FILL_S = 120.0  # longest wait for a steady state before measuring anyway (and saying so)
 SATURATION_PCT = 90.0  # a Locust process above this is no longer keeping its users busy
 LITTLE_TOLERANCE = 0.20
 
@@ -23,6 +24,21 @@ def measurement_window(
         return 0.0, 0.0
     first = min(r[0] for r in rows)
     return first + warmup, first + warmup + duration
+
+
+def steady_start(rows: Sequence[RequestRow], warmup: float, concurrency: int) -> float | None:
+    """When the measured window may open, or None while the system is still filling.
+
+    Not before `warmup` seconds after the first request, and not before `concurrency` requests
+    have completed: in a closed loop each user has then come back once on average, so the
+    server's queue holds what it will hold. At 1000 users and 50 rps that takes 20 s, far more
+    than a fixed warmup; measuring earlier reports latencies of a queue still growing.
+    """
+    if len(rows) < concurrency or not rows:
+        return None
+    ends = sorted(r[0] + r[1] / 1000.0 for r in rows)
+    first = min(r[0] for r in rows)
+    return max(first + warmup, ends[concurrency - 1])
 
 
 def in_window(rows: Sequence[RequestRow], start: float, end: float) -> list[RequestRow]:

@@ -79,6 +79,8 @@ SUMMARY_COLUMNS = [
     "started_at",
     "window_start",
     "window_end",
+    "fill_s",
+    "steady_state",
 ]
 REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
 SAMPLE_COLUMNS = [

@@ -213,6 +213,7 @@ class CellRunner:
         self.payloads = payloads
         self.progress = progress
         self.options: ServerOptions = cell.run.options
+        self.window: tuple[float, float] | None = None
         self.row: dict[str, Any] = self._base_row()
 
     def _base_row(self) -> dict[str, Any]:
@@ -337,7 +338,8 @@ class CellRunner:
             url=url,
             protocol=protocol,
             users=self.cell.concurrency,
-            run_time=self.config.warmup + self.config.duration + 1.0,
+            # A cap only: the runner stops Locust once its window has closed (see _watch).
+            run_time=self.config.warmup + self.config.duration + measure.MAX_FILL_S + 10.0,
             payloads=self.payloads,
             requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
             log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
@@ -349,8 +351,9 @@ class CellRunner:
         return load
 
     def _watch(self, load: LoadProcess, server: ServerProcess | None) -> None:
-        total = self.config.warmup + self.config.duration
-        deadline = time.monotonic() + total + 60.0  # Locust's own start-up and shut-down
+        """Until the window has closed: open it once steady, stop Locust after it, watch crashes."""
+        warmup, duration = self.config.warmup, self.config.duration
+        deadline = time.monotonic() + warmup + duration + measure.MAX_FILL_S + 60.0
         started = time.monotonic()
         raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
         while load.wait(timeout=1.0) is None:
@@ -359,15 +362,27 @@ class CellRunner:
             if time.monotonic() > deadline:
                 raise ServerStartError("Locust did not finish in time; stopped it")
             rows = read_requests(raw)
-            elapsed = time.monotonic() - started
-            recent = [r for r in rows if r[0] + r[1] / 1000 >= time.time() - 3.0]
+            now = time.time()
+            if self.window is None:
+                start = measure.steady_start(rows, warmup, self.cell.concurrency)
+                waited = time.monotonic() - started
+                if start is None and rows and waited > warmup + measure.MAX_FILL_S:
+                    start = now  # never steady: measure what there is, and say so
+                    self.row["steady_state"] = False
+                if start is not None:
+                    self.window = (start, start + duration)
+                    self.row.setdefault("steady_state", True)
+            # The locustfile flushes its log every second: wait for the window's last lines.
+            if self.window is not None and now > self.window[1] + 1.5:
+                break
+            recent = [r for r in rows if r[0] + r[1] / 1000 >= now - 3.0]
             ok = [r[1] for r in recent if r[2] == 200]
-            phase = "warmup" if elapsed < self.config.warmup + 1.0 else "measure"
+            measuring = self.window is not None and now >= self.window[0]
             self.progress.cell_live(
                 self.cell,
-                phase,
-                min(elapsed, total),
-                total,
+                "measure" if measuring else "warmup",
+                now - self.window[0] if self.window is not None and measuring else 0.0,
+                duration,
                 len(ok) / 3.0 if rows else None,
                 float(np.median(ok)) if ok else None,
             )
@@ -379,13 +394,18 @@ class CellRunner:
     def _record(self, samples: list[Sample]) -> None:
         raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
         rows = sorted(read_requests(raw)) if raw.exists() else []
-        start, end = measure.measurement_window(rows, self.config.warmup, self.config.duration)
+        if self.window is not None:
+            start, end = self.window
+        else:
+            start, end = measure.measurement_window(rows, self.config.warmup, self.config.duration)
         duration = self.config.duration
         if self.row.get("status") == results.INTERRUPTED and rows:
             last = max(r[0] + r[1] / 1000 for r in rows)
             duration = max(0.0, min(end, last) - start)
         window = measure.in_window(rows, start, start + duration) if rows else []
         self.row.update(window_start=start or None, window_end=(start + duration) or None)
+        if rows and start:
+            self.row["fill_s"] = start - rows[0][0]
         if rows:
             self.row.update(measure.summarize_requests(window, duration))
         if samples:

@@ -52,3 +52,13 @@ def test_samples_in_window_and_saturation() -> None:
     assert out["loadgen_saturated"] is True
     calm = measure.summarize_samples([sample(5, 100, 30)], 4.0, 7.0, load_processes=1)
     assert calm["loadgen_saturated"] is False
+
+
+def test_window_waits_for_every_user_to_come_back() -> None:
+    # 4 users; the 4th completion comes at 100 + 9 s, long after a 2 s warmup.
+    rows = [(100.0, 1000.0 * d, 200, "", 1) for d in (1, 3, 5, 9, 12)]
+    assert measure.steady_start(rows, warmup=2.0, concurrency=4) == pytest.approx(109.0)
+    assert measure.steady_start(rows[:3], warmup=2.0, concurrency=4) is None
+    # Fast servers: the warmup is what waits.
+    quick = [(100.0, 10.0, 200, "", 1)] * 8
+    assert measure.steady_start(quick, warmup=2.0, concurrency=4) == pytest.approx(102.0)
