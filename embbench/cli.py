@@ -32,6 +32,14 @@ console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+try:  # recent Typer vendors its own copy of click: its usage errors are not click's
+    from typer._click.exceptions import UsageError as _VendoredUsageError
+
+    USAGE_ERRORS: tuple[type[Exception], ...] = (click.UsageError, _VendoredUsageError)
+except ImportError:
+    USAGE_ERRORS = (click.UsageError,)
+ABORTS: tuple[type[BaseException], ...] = (click.Abort, KeyboardInterrupt)
+
 
 def friendly(func: F) -> F:
     """A core error becomes one line on stderr and its exit status, never a traceback."""
@@ -41,7 +49,9 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EmbbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(int(exc.exit_status)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -174,6 +184,10 @@ def run(
     pid: int | None = typer.Option(None, "--pid", help="Process to sample (with --url)."),
     label: str | None = typer.Option(None, "--label", help="Row label (with --url)."),
     load_processes: int | None = typer.Option(None, "--load-processes", help="Locust --processes."),
+    load_workers: int | None = typer.Option(
+        None, "--load-workers", help="Wait for N `embbench load-worker`s (other machines)."
+    ),
+    master_port: int | None = typer.Option(None, "--master-port", help="Locust master port."),
     model: str | None = ModelOpt,
     host: str | None = HostOpt,
     port: int | None = PortOpt,
@@ -235,6 +249,8 @@ def run(
         "protocol": protocol,
         "pid": pid,
         "load_processes": load_processes,
+        "load_workers": load_workers,
+        "master_port": master_port,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     try:
@@ -255,6 +271,29 @@ def run(
             f"[red]{outcome.failed} cell(s) failed[/]; see failure_reason in summary.csv"
         )
         raise typer.Exit(int(ExitStatus.CELL_FAILED))
+
+
+@app.command("load-worker")
+@friendly
+def load_worker(
+    master_host: str = typer.Option(..., "--master-host", help="Machine running `embbench run`."),
+    master_port: int = typer.Option(5557, "--master-port", help="Its --master-port."),
+    payload: str = typer.Option("short", "--payload", help="The run's --payload."),
+    protocol: str = typer.Option("predict", "--protocol", help="The run's protocol."),
+    seed: int = typer.Option(0, "--seed", help="The run's payload seed."),
+    processes: int = typer.Option(1, "--processes", help="Locust processes on this machine."),
+) -> None:
+    """Lend this machine's cores to a run elsewhere (Locust's distributed mode)."""
+    from embbench.load.runner import run_worker
+    from embbench.payloads import build_payloads
+
+    cfg.RunConfig(variants=(), url="http://unused", payload=payload, protocol=protocol)
+    try:
+        payloads = build_payloads(payload, count=512, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    err_console.print(f"load worker for {master_host}:{master_port} ({payload}, {protocol})")
+    raise typer.Exit(run_worker(master_host, master_port, payloads, protocol, processes))
 
 
 @app.command("report")
@@ -488,12 +527,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: click usage errors become one line and exit 2; Ctrl-C exits 130."""
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.UsageError as exc:
+    except USAGE_ERRORS as exc:
         err_console.print(
-            f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/] {escape(getattr(exc, 'format_message', exc.__str__)())}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(int(ExitStatus.USAGE))
-    except (click.Abort, KeyboardInterrupt):
+    except ABORTS:
         err_console.print("interrupted")
         sys.exit(int(ExitStatus.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)

@@ -135,6 +135,8 @@ class RunConfig:
     protocol: str = "predict"
     pid: int | None = None
     load_processes: int = 1
+    load_workers: int = 0  # Locust workers on other machines (`embbench load-worker`)
+    master_port: int = 5557
     startup_timeout: float = 180.0
     seed: int = 0
     # Measure the offline ceiling of every backend in the run first (embbench.ceiling).
@@ -149,6 +151,8 @@ class RunConfig:
             raise ConfigError("duration must be positive and warmup not negative")
         if self.repeats < 1:
             raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
+        if self.load_workers < 0:
+            raise ConfigError(f"load workers must not be negative, got {self.load_workers}")
         if self.load_processes < 1:
             raise ConfigError(f"load processes must be at least 1, got {self.load_processes}")
         _choice("payload", self.payload, PAYLOADS)

@@ -8,8 +8,6 @@ and it is stopped in `finally` whatever happened.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +17,7 @@ from types import TracebackType
 
 import httpx
 
+from embbench.children import spawn_group, stop_group
 from embbench.errors import PortInUseError, ServerStartError
 from embbench.variants.base import LaunchSpec
 
@@ -60,17 +59,7 @@ class ServerProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.spec.argv,
-                env=self.spec.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_group(self.spec.argv, self.spec.env, self.log_path, self.cwd)
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -106,13 +95,7 @@ class ServerProcess:
         if proc is None:
             return None
         try:
-            _signal_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-            # Workers may outlive their supervisor for a moment: KILL the group either way.
-            _signal_group(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+            stop_group(proc, grace)
         finally:
             if self.spec.cleanup is not None:
                 self.spec.cleanup()
@@ -129,11 +112,6 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from embbench import measure, results
 from embbench.ceiling import measure_in_subprocess
 from embbench.config import RunConfig, ServerOptions, VariantRun, cpu_count
 from embbench.errors import ConfigError, ServerStartError
-from embbench.load.runner import LoadProcess, LoadSpec, read_requests
+from embbench.load.runner import WORKER_WAIT_S, LoadProcess, LoadSpec, read_requests
 from embbench.metadata import git_revision, host_info, versions
 from embbench.models import BUNDLED_MODEL, resolve_model
 from embbench.payloads import build_payloads, describe_payloads
@@ -345,6 +345,8 @@ class CellRunner:
             log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
             processes=self.config.load_processes,
             model=self.row["model"],
+            expect_workers=self.config.load_workers,
+            master_port=self.config.master_port,
         )
         load = LoadProcess(spec)
         load.start()
@@ -354,6 +356,8 @@ class CellRunner:
         """Until the window has closed: open it once steady, stop Locust after it, watch crashes."""
         warmup, duration = self.config.warmup, self.config.duration
         deadline = time.monotonic() + warmup + duration + measure.MAX_FILL_S + 60.0
+        if self.config.load_workers:
+            deadline += WORKER_WAIT_S
         started = time.monotonic()
         raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
         while load.wait(timeout=1.0) is None:
@@ -372,8 +376,9 @@ class CellRunner:
                 if start is not None:
                     self.window = (start, start + duration)
                     self.row.setdefault("steady_state", True)
-            # The locustfile flushes its log every second: wait for the window's last lines.
-            if self.window is not None and now > self.window[1] + 1.5:
+            # The locustfile flushes its log every second (workers: to the master, which then
+            # flushes): wait for the window's last lines.
+            if self.window is not None and now > self.window[1] + 2.5:
                 break
             recent = [r for r in rows if r[0] + r[1] / 1000 >= now - 3.0]
             ok = [r[1] for r in recent if r[2] == 200]

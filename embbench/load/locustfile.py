@@ -7,7 +7,9 @@ Settings come from the environment (set by embbench.load.runner):
   EMBBENCH_REQUESTS   folder for the raw per-request log (one CSV per Locust process)
 
 Every request is logged raw (epoch start, float milliseconds, status, error kind, bytes) so that
-percentiles come from the requests themselves, not from Locust's rounded tables.
+percentiles come from the requests themselves, not from Locust's rounded tables. In Locust's
+distributed mode (--processes, or workers on other machines) each worker sends its rows to the
+master as a custom message once a second, and the master alone writes the log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import gevent
 from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 from embbench.load.protocols import request_for
 
@@ -31,6 +34,7 @@ REQUESTS = [request_for(PROTOCOL, text, _model) for text in _texts]
 _HEADERS = {"Content-Type": "application/json"}
 _rows: list[tuple[float, float, int, str, int]] = []
 _writer_state: dict[str, Any] = {}
+_ROWS_MESSAGE = "embbench_rows"
 
 
 def _error_kind(status: int, exception: Any) -> str:
@@ -68,6 +72,12 @@ def _record(
 def _flush() -> None:
     if not _rows:
         return
+    runner = _writer_state.get("runner")
+    if isinstance(runner, WorkerRunner):
+        rows = _rows[:]
+        del _rows[: len(rows)]
+        runner.send_message(_ROWS_MESSAGE, {"rows": [list(row) for row in rows]})
+        return
     handle = _writer_state.get("handle")
     if handle is None:
         folder = Path(os.environ["EMBBENCH_REQUESTS"])
@@ -91,9 +101,22 @@ def _flush_forever() -> None:
         _flush()
 
 
+def _receive_rows(environment: Any, msg: Any, **_: Any) -> None:
+    _rows.extend(tuple(row) for row in msg.data["rows"])
+
+
 @events.init.add_listener
 def _start_flusher(environment: Any, **_: Any) -> None:
+    _writer_state["runner"] = environment.runner
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(_ROWS_MESSAGE, _receive_rows)
     gevent.spawn(_flush_forever)
+
+
+@events.test_stop.add_listener
+def _flush_at_stop(environment: Any, **_: Any) -> None:
+    # A worker is still connected to its master here, not any more when it quits.
+    _flush()
 
 
 @events.quitting.add_listener

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from embbench.children import spawn_group, stop_group
+
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+WORKER_WAIT_S = 120.0  # how long a master waits for its remote workers to connect
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class LoadSpec:
     processes: int = 1
     model: str = ""
     timeout: float = 120.0
+    # Workers on other machines (Locust's distributed mode): the master waits for this many.
+    expect_workers: int = 0
+    master_port: int = 5557
 
 
 def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[str, str]]:
@@ -56,6 +60,12 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
     ]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
+    if spec.expect_workers:
+        argv += [
+            "--master", "--expect-workers", str(spec.expect_workers),
+            "--expect-workers-max-wait", str(int(WORKER_WAIT_S)),
+            "--master-bind-port", str(spec.master_port),
+        ]  # fmt: skip
     env = dict(os.environ)
     env.update(
         EMBBENCH_PAYLOADS=str(payload_file),
@@ -84,16 +94,7 @@ class LoadProcess:
         payload_file = self.spec.requests_dir / "payloads.json"
         payload_file.write_text(json.dumps(self.spec.payloads))
         argv, env = locust_command(self.spec, payload_file)
-        self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.spec.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_group(argv, env, self.spec.log_path)
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -107,18 +108,9 @@ class LoadProcess:
             return None
 
     def stop(self, grace: float = 10.0) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
         # TERM lets Locust fire its quitting event, which flushes the request log.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_group(self.proc, grace)
 
 
 def read_requests(folder: Path) -> list[tuple[float, float, int, str, int]]:
@@ -138,3 +130,59 @@ def read_requests(folder: Path) -> list[tuple[float, float, int, str, int]]:
                 except ValueError:
                     continue
     return rows
+
+
+def worker_command(
+    master_host: str,
+    master_port: int,
+    payload_file: Path,
+    protocol: str,
+    processes: int = 1,
+    model: str = "",
+) -> tuple[list[str], dict[str, str]]:
+    """A Locust worker for a master on another machine (`embbench load-worker`).
+
+    The master tells it the target host and the number of users; it sends its request rows back
+    to the master, which writes the run's log (see the locustfile).
+    """
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+        "--master-host", master_host, "--master-port", str(master_port),
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    env = dict(os.environ)
+    env.update(
+        EMBBENCH_PAYLOADS=str(payload_file),
+        EMBBENCH_PROTOCOL=protocol,
+        EMBBENCH_MODEL=model,
+        # Workers write no log of their own; the folder is only a fallback.
+        EMBBENCH_REQUESTS=str(payload_file.parent),
+        PYTHONUNBUFFERED="1",
+    )
+    return argv, env
+
+
+def run_worker(
+    master_host: str,
+    master_port: int,
+    payloads: list[str],
+    protocol: str,
+    processes: int = 1,
+    model: str = "",
+) -> int:
+    """Run a Locust worker in the foreground until its master quits (or Ctrl-C)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="embbench-worker-"))
+    payload_file = folder / "payloads.json"
+    payload_file.write_text(json.dumps(payloads))
+    argv, env = worker_command(master_host, master_port, payload_file, protocol, processes, model)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop_group(proc, 10.0)

@@ -17,6 +17,7 @@ import pytest
 
 from embbench import results
 from embbench.config import RunConfig, VariantRun
+from embbench.process import free_port
 from embbench.runner import Cell, QuietProgress, run_benchmark
 from tests.integration.conftest import serve_variant
 
@@ -168,3 +169,49 @@ def test_ctrl_c_keeps_measured_cells_and_leaves_no_process(tmp_path: Path) -> No
     assert json.loads((out / "interrupted" / "run.json").read_text())["status"] == "interrupted"
     time.sleep(1)
     assert embbench_processes(str(out)) == []
+
+
+def test_locust_processes_send_their_rows_to_the_master(tmp_path: Path) -> None:
+    outcome = run_benchmark(
+        short_config(tmp_path, "shared-rwlock", concurrency=(4,), load_processes=2)
+    )
+    row = outcome.rows[0]
+    assert row["status"] == "ok" and row["requests"] > 0
+    requests = pd.read_csv(outcome.run_dir / "requests" / f"{row['cell']}.csv")
+    done = requests["start"] + requests["latency_ms"] / 1000
+    inside = requests[(done >= row["window_start"]) & (done <= row["window_end"])]
+    assert row["requests"] == len(inside)
+
+
+def test_a_load_worker_on_another_host_joins_the_run(tmp_path: Path) -> None:
+    # Locust's distributed mode over TCP, here with both ends on this machine.
+    port = free_port()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embbench",
+            "load-worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "--payload",
+            "short",
+            "--protocol",
+            "predict",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        config = short_config(
+            tmp_path, "shared-mutex", concurrency=(3,), load_workers=1, master_port=port
+        )
+        row = run_benchmark(config).rows[0]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert row["status"] == "ok" and row["requests"] > 0 and row["rps"] > 0
+    assert row["cosine_min"] >= 0.999
