@@ -1,7 +1,8 @@
 """The offline ceiling: what the model itself does on this machine, with no HTTP at all.
 
 `measure_ceiling` times tokenise + forward + pool in one process: the latency of one bare
-request (batch 1) and the best sentences/s over batch sizes. A server can approach these, never
+request (batch 1) and the best sentences/s over batch sizes (inputs sorted by length, so batches
+waste no padding). A server can approach these, never
 pass them, so the report draws them as lines. Run in a subprocess (`python -m embbench.ceiling`)
 so that its thread settings and memory do not leak into the orchestrator.
 """
@@ -49,13 +50,18 @@ def measure_ceiling(
         encoder.encode([texts[index % len(texts)]])
         single.append((time.perf_counter() - start) * 1000)
         index += 1
+    # Batches of inputs of like length, as a length-aware batcher forms them: padding one short
+    # sentence to a long paragraph's length is what a ceiling must not pay, or servers beat it.
+    by_length = sorted(texts, key=lambda text: len(encoder.tokenize(text)))
     by_batch: dict[int, float] = {}
     for size in batch_sizes:
-        done, start = 0, time.perf_counter()
+        chunks = [by_length[i : i + size] for i in range(0, len(by_length), size)]
+        done, index, start = 0, 0, time.perf_counter()
         while time.perf_counter() - start < seconds or done == 0:
-            batch = [texts[(done + i) % len(texts)] for i in range(size)]
+            batch = chunks[index % len(chunks)]
             encoder.encode(batch)
-            done += size
+            done += len(batch)
+            index += 1
         by_batch[size] = done / (time.perf_counter() - start)
     best = max(by_batch, key=lambda size: by_batch[size])
     return {

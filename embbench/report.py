@@ -90,9 +90,19 @@ def _oversubscription(
             what = "flagged by the run"
         else:
             total = workers * threads
-            what = f"{workers:g} × {threads:g} intra-op threads = {total:g} on {cores} cores"
-            if not over:
-                what += ", times the inferences that overlap in one process"
+            compute = (
+                _first(rows["compute_threads"], math.nan) if "compute_threads" in rows else math.nan
+            )
+            if not math.isnan(compute) and compute > total:
+                what = (
+                    f"{workers:g} process(es) × {threads:g} intra-op threads × "
+                    f"{compute / total:g} inferences that overlap = {compute:g} compute threads "
+                    f"on {cores} cores"
+                )
+            else:
+                what = f"{workers:g} × {threads:g} intra-op threads = {total:g} on {cores} cores"
+                if not over:
+                    what += ", times the inferences that overlap in one process"
         parts = []
         for row in records(agg[(agg["label"] == label) & agg["rps"].notna()]):
             win = best.get(int(row["concurrency"]))

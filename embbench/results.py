@@ -81,6 +81,7 @@ SUMMARY_COLUMNS = [
     "window_end",
     "fill_s",
     "steady_state",
+    "compute_threads",
 ]
 REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
 SAMPLE_COLUMNS = [

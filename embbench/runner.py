@@ -291,6 +291,7 @@ class CellRunner:
             threads=threads,
             protocol=spec.protocol,
             url=f"http://{self.options.host}:{port}",
+            compute_threads=workers * threads * overlap if threads else None,
             oversubscribed=bool(threads and workers * threads * overlap > cpu_count()),
         )
         server = ServerProcess(spec, self.run_dir / "logs" / f"{self.cell.name}.server.log")

@@ -39,7 +39,7 @@ ERROR_COLUMNS = ("errors_connection", "errors_timeout", "errors_429", "errors_4x
 NUMERIC_COLUMNS = (
     *MEDIAN_COLUMNS, *ERROR_COLUMNS, "concurrency", "repeat", "workers", "threads", "requests",
     "failures", "duration_s", "cosine_min", "max_seq_length", "cores", "server_processes",
-    "load_processes", "loadgen_cpu_pct_max", "little_ratio", "cosine_threshold",
+    "load_processes", "loadgen_cpu_pct_max", "little_ratio", "cosine_threshold", "compute_threads",
     "window_start", "window_end",
 )  # fmt: skip
 

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embbench.ceiling import measure_ceiling, measure_in_subprocess
+from embbench.payloads import build_payloads
+
+pytestmark = pytest.mark.integration
+
+
+def test_ceiling_measures_the_model_alone(model_path: Path) -> None:
+    texts = build_payloads("mixed", count=64)
+    result = measure_ceiling(
+        str(model_path), threads=1, texts=texts, seconds=0.3, batch_sizes=(1, 8)
+    )
+    assert set(result["by_batch"]) == {"1", "8"}
+    assert result["sentences_per_s"] == max(result["by_batch"].values()) > 0
+    assert 0 < result["batch1_ms"] <= result["batch1_ms_p90"]
+
+
+def test_ceiling_subprocess_reports_json() -> None:
+    result = measure_in_subprocess(None, "torch", "none", 1, "short", seconds=0.3)
+    assert result["backend"] == "torch" and result["threads"] == 1 and result["payload"] == "short"
