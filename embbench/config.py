@@ -46,6 +46,8 @@ class ServerOptions:
     quantize: str = "none"
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
+    # Lengths that may share a batch: within this factor of the oldest's (0: arrival order).
+    batch_spread: float = 2.0
     max_body_bytes: int = 1 << 20
     # How idle OpenMP threads wait: "passive" sleeps, "active" spins (see server_env).
     omp_wait_policy: str = "passive"
@@ -63,6 +65,10 @@ class ServerOptions:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.port is not None and self.port > 65535:
             raise ConfigError(f"port must be at most 65535, got {self.port}")
+        if self.batch_spread != 0 and self.batch_spread < 1:
+            raise ConfigError(
+                f"batch_spread must be 0 (arrival order) or >= 1, got {self.batch_spread}"
+            )
         for name in ("max_batch_size", "max_batch_tokens", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -95,6 +101,8 @@ class ServerConfig:
     quantize: str = "none"
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
+    # Lengths that may share a batch: within this factor of the oldest's (0: arrival order).
+    batch_spread: float = 2.0
     max_body_bytes: int = 1 << 20
     model_name: str = ""
     ready_dir: str = ""
@@ -176,6 +184,7 @@ def default_label(name: str, options: ServerOptions) -> str:
         "threads",
         "max_seq_length",
         "omp_wait_policy",
+        "batch_spread",
     ):
         value = getattr(options, opt)
         if value != getattr(base, opt):

@@ -67,7 +67,9 @@ def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:
     if config.strategy == "rwlock":
         return RWLockStrategy(encoder, pool_size=config.pool_size)
     if config.strategy == "batched":
-        return BatchedStrategy(encoder, config.max_batch_size, config.max_batch_tokens)
+        return BatchedStrategy(
+            encoder, config.max_batch_size, config.max_batch_tokens, config.batch_spread
+        )
     return MutexStrategy(encoder)
 
 

@@ -53,14 +53,15 @@ def take_batch(
     batch = [anchor]
     rows = len(anchor.inputs)
     longest = max(anchor.longest, pad_to or 0)
-    low, high = anchor.longest / spread, anchor.longest * spread
+    low, high = (anchor.longest / spread, anchor.longest * spread) if spread else (0, 0)
     kept: list[Pending] = []
     while queue and rows < max_batch_size:
         item = queue.popleft()
         new_rows = rows + len(item.inputs)
         new_longest = max(longest, item.longest)
         fits = new_rows <= max_batch_size and new_rows * new_longest <= max_batch_tokens
-        if fits and (pad_to is not None or low <= item.longest <= high):
+        alike = pad_to is not None or not spread or low <= item.longest <= high
+        if fits and alike:
             batch.append(item)
             rows, longest = new_rows, new_longest
         else:
@@ -79,8 +80,10 @@ class BatchQueue:
         max_batch_size: int = 32,
         max_batch_tokens: int = 16384,
         pad_to: int | None = None,
+        spread: float = 2.0,
     ) -> None:
         self._embed = embed
+        self._spread = spread
         self._max_batch_size = max_batch_size
         self._max_batch_tokens = max_batch_tokens
         self._pad_to = pad_to
@@ -122,6 +125,7 @@ class BatchQueue:
                     max_batch_size=self._max_batch_size,
                     max_batch_tokens=self._max_batch_tokens,
                     pad_to=self._pad_to,
+                    spread=self._spread,
                 )
             self._run(batch)
 

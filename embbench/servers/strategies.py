@@ -108,13 +108,16 @@ class BatchedStrategy:
 
     can_reload = False
 
-    def __init__(self, encoder: Encoder, max_batch_size: int, max_batch_tokens: int) -> None:
+    def __init__(
+        self, encoder: Encoder, max_batch_size: int, max_batch_tokens: int, spread: float = 2.0
+    ) -> None:
         self.encoder = encoder
         pad_to = encoder.max_seq_length if encoder.settings.padding == "max_length" else None
         self.queue = BatchQueue(
             encoder.embed,
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
+            spread=spread,
             pad_to=pad_to,
         )
 

@@ -76,6 +76,7 @@ class OwnVariant(Variant):
             quantize=options.quantize,
             max_batch_size=options.max_batch_size,
             max_batch_tokens=options.max_batch_tokens,
+            batch_spread=options.batch_spread,
             max_body_bytes=options.max_body_bytes,
             ready_dir=ready_dir,
             omp_wait_policy=options.omp_wait_policy,
