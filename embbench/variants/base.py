@@ -119,9 +119,9 @@ def server_env(config: ServerConfig) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     # libgomp's default lets idle OpenMP threads spin. With the event loop and a load generator
-    # on the same 2 cores, a spinning team member and a descheduled one stall each other and a
-    # 15 ms forward pass becomes 120 ms, on some runs and not others (shared-mutex at c=10: 7.6,
-    # 8.0 and 41.6 rps with spinning; 54, 51 and 48 rps with PASSIVE, same machine, same hour).
+    # on the same 2 cores, ad-hoc runs saw a spinning team member and a descheduled one stall
+    # each other on some runs and not others; PASSIVE did not. configs/ablation.toml measures
+    # both (README: not reproduced there, and spinning was faster at c=100).
     if config.omp_wait_policy != "default":
         env["OMP_WAIT_POLICY"] = config.omp_wait_policy.upper()
     else:
