@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter
 
+from embbench.metadata import describe_host
 from embbench.report import CHART_FILES
 from embbench.results import RunData
 from embbench.stats import aggregate, prepare, records
@@ -385,13 +386,7 @@ def _finish(
 
 
 def caption(meta: Mapping[str, Any]) -> str:
-    host = meta.get("host") or {}
-    memory = host.get("memory_gb")
-    memory_text = f"{memory:g} GB" if isinstance(memory, int | float) else "memory unknown"
-    return (
-        f"run {meta.get('run_id', '?')} · {host.get('cpu_model', 'unknown CPU')}, "
-        f"{host.get('cores', '?')} cores, {memory_text} · {host.get('platform', '')}"
-    )
+    return f"run {meta.get('run_id', '?')} · {describe_host(meta.get('host') or {})}"
 
 
 def _concurrency_axis(ax: Axes, agg: pd.DataFrame) -> None:

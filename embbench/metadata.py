@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,16 @@ def host_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
     }
+
+
+def describe_host(host: Mapping[str, Any]) -> str:
+    """One line for captions and reports: CPU, cores, memory, platform."""
+    memory = host.get("memory_gb")
+    memory_text = f"{memory:g} GB memory" if isinstance(memory, int | float) else "memory unknown"
+    return (
+        f"{host.get('cpu_model', 'unknown CPU')}, {host.get('cores', '?')} cores, {memory_text}, "
+        f"{host.get('platform', 'unknown platform')}"
+    )
 
 
 def versions() -> dict[str, str]:

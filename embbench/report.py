@@ -16,6 +16,7 @@ import pandas as pd
 
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
+from embbench.metadata import describe_host
 from embbench.results import RunData
 from embbench.stats import (
     RESAMPLES,
@@ -338,13 +339,7 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
 
 
 def _machine(meta: Mapping[str, Any]) -> str:
-    host = meta.get("host") or {}
-    memory = host.get("memory_gb")
-    memory_text = f"{memory:g} GB memory" if isinstance(memory, int | float) else "memory unknown"
-    return (
-        f"{host.get('cpu_model', 'unknown CPU')}, {host.get('cores', '?')} cores, {memory_text}, "
-        f"{host.get('platform', 'unknown platform')}"
-    )
+    return describe_host(meta.get("host") or {})
 
 
 def _settings(config: Mapping[str, Any]) -> list[str]:
