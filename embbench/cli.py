@@ -21,6 +21,7 @@ from rich.table import Table
 
 from embbench import config as cfg
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
+from embbench.progress import Progress as RunProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -460,7 +461,7 @@ def render_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
     console.print(table)
 
 
-class RichProgress:
+class RichProgress(RunProgress):
     """The runner's Progress, drawn as a Rich progress bar with live rps and latency."""
 
     def __init__(self) -> None:

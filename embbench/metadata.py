@@ -77,27 +77,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+def _git(where: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=where, capture_output=True, text=True, timeout=5, check=True
+    )
+    return done.stdout.strip()
+
+
 def git_revision(where: Path | None = None) -> dict[str, Any]:
     where = where or Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=where,
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.strip()
-        )
+        sha = _git(where, "rev-parse", "HEAD")
+        dirty = bool(_git(where, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None}
     return {"sha": sha, "dirty": dirty}

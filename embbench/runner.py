@@ -8,10 +8,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,6 +25,7 @@ from embbench.models import BUNDLED_MODEL, resolve_model
 from embbench.payloads import build_payloads, describe_payloads
 from embbench.probe import probe_server, reference_embeddings, threshold_for
 from embbench.process import ServerProcess, ensure_port_free, free_port
+from embbench.progress import Progress, QuietProgress
 from embbench.sampler import Sample, Sampler
 from embbench.variants import get_variant
 from embbench.variants.base import LaunchSpec
@@ -54,53 +54,6 @@ class RunOutcome:
     @property
     def failed(self) -> int:
         return sum(1 for r in self.rows if r["status"] != results.OK)
-
-
-class Progress(Protocol):
-    """What the runner tells whoever watches (the CLI renders it with Rich; tests ignore it)."""
-
-    def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None: ...
-
-    def cell_started(self, cell: Cell) -> None: ...
-
-    def cell_live(
-        self,
-        cell: Cell,
-        phase: str,
-        elapsed: float,
-        total: float,
-        rps: float | None,
-        p50_ms: float | None,
-    ) -> None: ...
-
-    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-
-class QuietProgress:
-    def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None:
-        pass
-
-    def cell_started(self, cell: Cell) -> None:
-        pass
-
-    def cell_live(
-        self,
-        cell: Cell,
-        phase: str,
-        elapsed: float,
-        total: float,
-        rps: float | None,
-        p50_ms: float | None,
-    ) -> None:
-        pass
-
-    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
 
 
 def plan(config: RunConfig) -> list[Cell]:
