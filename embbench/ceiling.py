@@ -2,9 +2,12 @@
 
 `measure_ceiling` times tokenise + forward + pool in one process: the latency of one bare
 request (batch 1) and the best sentences/s over batch sizes (inputs sorted by length, so batches
-waste no padding). A server can approach these, never
-pass them, so the report draws them as lines. Run in a subprocess (`python -m embbench.ceiling`)
-so that its thread settings and memory do not leak into the orchestrator.
+waste no padding). It does so for each thread layout that fills the cores: one stream of
+forward passes on every core, and one single-threaded stream per core side by side (what the
+batched variant's `streams` and the multi-process variants run). The ceiling is the best layout:
+a server can approach it, never pass it, so the report draws it as a line. Run in a subprocess
+(`python -m embbench.ceiling`) so that its thread settings and memory do not leak into the
+orchestrator.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,56 +28,123 @@ from embbench.config import cpu_count
 BATCH_SIZES = (1, 8, 32, 128)
 
 
+def layouts(cores: int) -> list[tuple[int, int]]:
+    """(threads per stream, streams) pairs that fill `cores`: all in one, and one per core."""
+    return sorted({(cores, 1), (1, cores)}, reverse=True)
+
+
 def measure_ceiling(
     model_path: str,
     *,
     backend: str = "torch",
     quantize: str = "none",
     threads: int | None = None,
+    streams: int | None = None,
     texts: Sequence[str],
     seconds: float = 3.0,
     batch_sizes: Sequence[int] = BATCH_SIZES,
 ) -> dict[str, Any]:
+    """The best over layouts, with every layout's own numbers under "layouts".
+
+    `threads` and `streams` pin one layout (the other defaults to filling the cores).
+    """
+    cores = cpu_count()
+    if threads or streams:
+        streams = streams or max(1, cores // (threads or cores))
+        chosen = [(threads or max(1, cores // streams), streams)]
+    else:
+        chosen = layouts(cores)
+    measured = [
+        _measure_layout(model_path, backend, quantize, t, n, texts, seconds, batch_sizes)
+        for t, n in chosen
+    ]
+    fastest = max(measured, key=lambda m: m["sentences_per_s"])
+    quickest = min(measured, key=lambda m: m["batch1_ms"])
+    return {
+        "backend": backend,
+        "quantize": quantize,
+        "threads": fastest["threads"],
+        "streams": fastest["streams"],
+        "sentences_per_s": fastest["sentences_per_s"],
+        "best_batch": fastest["best_batch"],
+        "by_batch": fastest["by_batch"],
+        "batch1_ms": quickest["batch1_ms"],
+        "batch1_ms_p90": quickest["batch1_ms_p90"],
+        "batch1_threads": quickest["threads"],
+        "layouts": measured,
+    }
+
+
+def _measure_layout(
+    model_path: str,
+    backend: str,
+    quantize: str,
+    threads: int,
+    streams: int,
+    texts: Sequence[str],
+    seconds: float,
+    batch_sizes: Sequence[int],
+) -> dict[str, Any]:
     from embbench.servers.encoder import Encoder, EncoderSettings
 
-    threads = threads or cpu_count()
-    encoder = Encoder(
+    first = Encoder(
         EncoderSettings(model_path=model_path, backend=backend, quantize=quantize, threads=threads)
     )
-    for _ in range(3):  # first calls allocate and pick kernels
-        encoder.encode(texts[:8])
+    encoders = [first] + [first.replica() for _ in range(streams - 1)]
+    for encoder in encoders:
+        for _ in range(3):  # first calls allocate and pick kernels
+            encoder.encode(texts[:8])
     single: list[float] = []
     deadline = time.perf_counter() + seconds
     index = 0
     while time.perf_counter() < deadline or len(single) < 20:
         start = time.perf_counter()
-        encoder.encode([texts[index % len(texts)]])
+        first.encode([texts[index % len(texts)]])
         single.append((time.perf_counter() - start) * 1000)
         index += 1
     # Batches of inputs of like length, as a length-aware batcher forms them: padding one short
     # sentence to a long paragraph's length is what a ceiling must not pay, or servers beat it.
-    by_length = sorted(texts, key=lambda text: len(encoder.tokenize(text)))
+    by_length = sorted(texts, key=lambda text: len(first.tokenize(text)))
     by_batch: dict[int, float] = {}
     for size in batch_sizes:
         chunks = [by_length[i : i + size] for i in range(0, len(by_length), size)]
-        done, index, start = 0, 0, time.perf_counter()
-        while time.perf_counter() - start < seconds or done == 0:
-            batch = chunks[index % len(chunks)]
-            encoder.encode(batch)
-            done += len(batch)
-            index += 1
-        by_batch[size] = done / (time.perf_counter() - start)
+        by_batch[size] = _sentences_per_s(encoders, chunks, seconds, threads)
     best = max(by_batch, key=lambda size: by_batch[size])
     return {
-        "backend": backend,
-        "quantize": quantize,
         "threads": threads,
+        "streams": streams,
         "batch1_ms": statistics.median(single),
         "batch1_ms_p90": statistics.quantiles(single, n=10)[-1],
         "sentences_per_s": by_batch[best],
         "best_batch": best,
         "by_batch": {str(k): v for k, v in by_batch.items()},
     }
+
+
+def _sentences_per_s(
+    encoders: Sequence[Any], chunks: list[list[str]], seconds: float, threads: int
+) -> float:
+    """Every encoder in its own thread, encoding chunks in turn until `seconds` have passed."""
+    done = [0] * len(encoders)
+    start = time.perf_counter()
+    stop = start + seconds
+
+    def stream(k: int) -> None:
+        # OpenMP's thread count is per calling thread (torch): set it in each stream's own.
+        encoders[k].set_threads(threads)
+        index = k
+        while time.perf_counter() < stop or done[k] == 0:
+            batch = chunks[index % len(chunks)]
+            encoders[k].encode(batch)
+            done[k] += len(batch)
+            index += len(encoders)
+
+    workers = [threading.Thread(target=stream, args=(k,)) for k in range(len(encoders))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(done) / (time.perf_counter() - start)
 
 
 def measure_in_subprocess(
@@ -83,6 +154,7 @@ def measure_in_subprocess(
     threads: int | None,
     payload: str,
     seconds: float = 3.0,
+    streams: int | None = None,
 ) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -101,11 +173,11 @@ def measure_in_subprocess(
         argv += ["--model", model]
     if threads:
         argv += ["--threads", str(threads)]
+    if streams:
+        argv += ["--streams", str(streams)]
     env = dict(
         os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_WAIT_POLICY="PASSIVE"
     )
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
@@ -120,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--quantize", default="none")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--streams", type=int)
     parser.add_argument("--payload", default="short")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
@@ -132,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         backend=args.backend,
         quantize=args.quantize,
         threads=args.threads,
+        streams=args.streams,
         texts=texts,
         seconds=args.seconds,
     )

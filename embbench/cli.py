@@ -67,7 +67,10 @@ HostOpt = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.
 PortOpt = typer.Option(None, "--port", help="Port (default: a free one).")
 WorkersOpt = typer.Option(None, "--workers", help="Worker processes (per-worker, preload).")
 ThreadsOpt = typer.Option(
-    None, "--threads", help="Intra-op threads per model (default cores // workers)."
+    None, "--threads", help="Intra-op threads per stream (default cores // (workers x streams))."
+)
+StreamsOpt = typer.Option(
+    None, "--streams", help="Forward passes at once per process (shared-rwlock, batched)."
 )
 PaddingOpt = typer.Option(None, "--padding", help="longest | max_length.")
 TruncOpt = typer.Option(
@@ -121,6 +124,7 @@ def serve(
     quantize: str | None = QuantOpt,
     max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
+    streams: int | None = StreamsOpt,
 ) -> None:
     """Run one server in the foreground until Ctrl-C."""
     from embbench.serve import serve_foreground
@@ -140,6 +144,7 @@ def serve(
             quantize=quantize,
             max_batch_size=max_batch_size,
             omp_wait_policy=omp_wait_policy,
+            streams=streams,
         ),
     )
     code = serve_foreground(
@@ -201,6 +206,7 @@ def run(
     quantize: str | None = QuantOpt,
     max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
+    streams: int | None = StreamsOpt,
 ) -> None:
     """Measure variants under Locust load; results go to results/<run-id>/."""
     from embbench.runner import run_benchmark
@@ -218,6 +224,7 @@ def run(
         quantize=quantize,
         max_batch_size=max_batch_size,
         omp_wait_policy=omp_wait_policy,
+        streams=streams,
     )
     settings: dict[str, Any] = {}
     runs: list[cfg.VariantRun] = []

@@ -51,6 +51,9 @@ class ServerOptions:
     max_body_bytes: int = 1 << 20
     # How idle OpenMP threads wait: "passive" sleeps, "active" spins (see server_env).
     omp_wait_policy: str = "passive"
+    # Forward passes that may run at once in one process, each on its own `threads`: the
+    # rwlock pool's size, or the batched variant's batch workers. None: the variant's default.
+    streams: int | None = None
 
     def __post_init__(self) -> None:
         _choice("omp_wait_policy", self.omp_wait_policy, ("passive", "active", "default"))
@@ -59,7 +62,7 @@ class ServerOptions:
         _choice("quantize", self.quantize, QUANTIZATIONS)
         if self.quantize != "none" and self.backend != "onnx":
             raise ConfigError("--quantize int8 needs --backend onnx")
-        for name in ("port", "workers", "threads", "max_seq_length"):
+        for name in ("port", "workers", "threads", "max_seq_length", "streams"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "port" else 1):
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -76,9 +79,10 @@ class ServerOptions:
     def resolved_workers(self, default: int) -> int:
         return self.workers or default
 
-    def resolved_threads(self, workers: int) -> int:
-        # One intra-op pool per model; more threads than cores only makes them fight.
-        return self.threads or max(1, cpu_count() // workers)
+    def resolved_threads(self, workers: int, streams: int | None = None) -> int:
+        # The cores shared out among the forward passes that run at once (workers x streams);
+        # more threads than cores only makes them fight.
+        return self.threads or max(1, cpu_count() // (workers * (streams or self.streams or 1)))
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class ServerConfig:
     workers: int
     threads: int
     strategy: str = "mutex"  # rwlock | mutex | batched: how requests reach the model
-    pool_size: int = 1  # inferences that may overlap in one process (rwlock)
+    streams: int = 1  # forward passes that may run at once in one process (rwlock, batched)
     preload: bool = False  # the model is loaded before fork (gunicorn --preload)
     padding: str = "longest"
     truncation: bool = True
@@ -185,6 +189,8 @@ def default_label(name: str, options: ServerOptions) -> str:
         "max_seq_length",
         "omp_wait_policy",
         "batch_spread",
+        "streams",
+        "max_batch_size",
     ):
         value = getattr(options, opt)
         if value != getattr(base, opt):

@@ -19,7 +19,13 @@ from embbench import measure, results
 from embbench.ceiling import measure_in_subprocess
 from embbench.config import RunConfig, ServerOptions, VariantRun, cpu_count
 from embbench.errors import ConfigError, ServerStartError
-from embbench.load.runner import WORKER_WAIT_S, LoadProcess, LoadSpec, read_requests
+from embbench.load.runner import (
+    WORKER_WAIT_S,
+    LoadProcess,
+    LoadSpec,
+    RequestLog,
+    read_requests,
+)
 from embbench.metadata import git_revision, host_info, versions
 from embbench.models import BUNDLED_MODEL, resolve_model
 from embbench.payloads import build_payloads, describe_payloads
@@ -238,7 +244,7 @@ class CellRunner:
         info = spec.info
         workers = int(str(info.get("workers", 1)))
         threads = int(str(info.get("threads", 0))) or None
-        overlap = int(str(info.get("pool_size", 1))) if info.get("strategy") == "rwlock" else 1
+        overlap = int(str(info.get("streams", 1)))
         self.row.update(
             workers=workers,
             threads=threads,
@@ -313,13 +319,13 @@ class CellRunner:
         if self.config.load_workers:
             deadline += WORKER_WAIT_S
         started = time.monotonic()
-        raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
+        log = RequestLog(self.run_dir / "logs" / f"{self.cell.name}.raw")
         while load.wait(timeout=1.0) is None:
             if server is not None and server.exited() is not None:
                 raise ServerStartError(f"server exited with code {server.exited()} under load")
             if time.monotonic() > deadline:
                 raise ServerStartError("Locust did not finish in time; stopped it")
-            rows = read_requests(raw)
+            rows = log.poll()
             now = time.time()
             if self.window is None:
                 start = measure.steady_start(rows, warmup, self.cell.concurrency)
@@ -334,7 +340,7 @@ class CellRunner:
             # flushes): wait for the window's last lines.
             if self.window is not None and now > self.window[1] + 2.5:
                 break
-            recent = [r for r in rows if r[0] + r[1] / 1000 >= now - 3.0]
+            recent = _ended_since(rows, now - 3.0)
             ok = [r[1] for r in recent if r[2] == 200]
             measuring = self.window is not None and now >= self.window[0]
             self.progress.cell_live(
@@ -421,3 +427,15 @@ def _phase(t: float, start: float, end: float) -> str:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.replace("\n", " | ")[:2000]
+
+
+def _ended_since(rows: list[tuple[float, float, int, str, int]], since: float) -> list[Any]:
+    """Rows that ended after `since`, for the live display: logs are appended about in time
+    order, so the scan starts at the end and stops at rows long past (no request takes 2 min)."""
+    found = []
+    for row in reversed(rows):
+        if row[0] < since - 120.0:
+            break
+        if row[0] + row[1] / 1000 >= since:
+            found.append(row)
+    return found

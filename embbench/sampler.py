@@ -3,6 +3,11 @@
 CPU% is summed over every process of a tree; psutil.Process objects are cached per pid because
 cpu_percent() measures since the previous call on the same object (the first call only primes
 it). Memory is RSS and also PSS/USS: after a fork, RSS counts shared pages in every worker.
+
+The sampler shares the cores with what it measures, so the costly reads are done once a second
+(`FULL_EVERY` ticks): listing a tree scans all of /proc, and PSS parses each process's
+smaps_rollup. CPU is read every tick from the processes last listed; in between, a sample
+repeats the last memory figures.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import time
 from dataclasses import dataclass
 
 import psutil
+
+FULL_EVERY = 4  # ticks of 0.25 s: the process list and memory are read once a second
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,10 @@ class TreeMeter:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._procs: dict[int, psutil.Process] = {}
+        self._memory = (0.0, 0.0, 0.0, 0)
+
+    def refresh(self) -> None:
+        self._tree()
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -53,11 +64,15 @@ class TreeMeter:
         return list(live.values())
 
     def read(self, memory: bool = True) -> tuple[float, float, float, float, int, int, float]:
-        """(cpu %, rss MB, pss MB, uss MB, threads, processes, max cpu % of one process)."""
+        """(cpu %, rss MB, pss MB, uss MB, threads, processes, max cpu % of one process).
+
+        With memory=False, the processes listed last time are read for CPU only, and the memory
+        figures are those of the last full read.
+        """
         cpu = rss = pss = uss = 0.0
         threads = 0
         peak = 0.0
-        procs = self._tree()
+        procs = self._tree() if memory or not self._procs else list(self._procs.values())
         for proc in procs:
             try:
                 pct = proc.cpu_percent(None)
@@ -72,7 +87,10 @@ class TreeMeter:
             except psutil.Error:
                 continue  # a worker that exited between listing and reading
         mb = 1024 * 1024
-        return cpu, rss / mb, pss / mb, uss / mb, threads, len(procs), peak
+        if memory:
+            self._memory = (rss / mb, pss / mb, uss / mb, threads)
+        rss_mb, pss_mb, uss_mb, threads = self._memory
+        return cpu, rss_mb, pss_mb, uss_mb, threads, len(procs), peak
 
 
 class Sampler:
@@ -98,14 +116,19 @@ class Sampler:
 
     def _run(self) -> None:
         next_at = time.monotonic() + self.interval
+        tick = 0
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             next_at += self.interval
             now = time.time()
+            full = tick % FULL_EVERY == 0
+            tick += 1
             cpu, rss, pss, uss, threads, procs, _ = (
-                self._server.read() if self._server else (0.0, 0.0, 0.0, 0.0, 0, 0, 0.0)
+                self._server.read(memory=full) if self._server else (0.0, 0.0, 0.0, 0.0, 0, 0, 0.0)
             )
             load_cpu, load_peak = 0.0, 0.0
             if self._loadgen is not None:
+                if full:  # list the tree again: Locust's --processes children come and go
+                    self._loadgen.refresh()
                 load_cpu, *_, load_peak = self._loadgen.read(memory=False)
             self._samples.append(
                 Sample(now, cpu, rss, pss, uss, threads, procs, load_cpu, load_peak)

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,23 +114,50 @@ class LoadProcess:
             stop_group(self.proc, grace)
 
 
-def read_requests(folder: Path) -> list[tuple[float, float, int, str, int]]:
+Row = tuple[float, float, int, str, int]
+
+
+def read_requests(folder: Path) -> list[Row]:
     """All rows of the per-process request logs in `folder`, unsorted."""
-    rows: list[tuple[float, float, int, str, int]] = []
-    for path in sorted(folder.glob("requests-*.csv")):
-        with path.open() as handle:
-            next(handle, None)
-            for line in handle:
-                parts = line.rstrip("\n").split(",")
-                if len(parts) != 5:
-                    continue  # a line cut by an interrupt
-                try:
-                    rows.append(
-                        (float(parts[0]), float(parts[1]), int(parts[2]), parts[3], int(parts[4]))
-                    )
-                except ValueError:
-                    continue
-    return rows
+    return RequestLog(folder).poll()
+
+
+class RequestLog:
+    """The request logs of `folder`, read incrementally: `poll()` parses only what was appended
+    since the last call (re-reading every row each second cost the orchestrator ~5 % of a core
+    by the end of a 600 rps cell, taken from the server it measures)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._offsets: dict[Path, int] = {}
+        self._rows: list[Row] = []
+
+    def poll(self) -> list[Row]:
+        for path in sorted(self.folder.glob("requests-*.csv")):
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk.rfind(b"\n") + 1  # a line still being written waits for next time
+            if complete == 0:
+                continue
+            self._offsets[path] = offset + complete
+            lines = chunk[:complete].decode().splitlines()
+            if offset == 0:
+                lines = lines[1:]  # the header
+            self._rows.extend(_parse(lines))
+        return self._rows
+
+
+def _parse(lines: list[str]) -> Iterator[Row]:
+    for line in lines:
+        parts = line.split(",")
+        if len(parts) != 5:
+            continue  # a line cut by an interrupt
+        try:
+            yield (float(parts[0]), float(parts[1]), int(parts[2]), parts[3], int(parts[4]))
+        except ValueError:
+            continue
 
 
 def worker_command(

@@ -65,10 +65,14 @@ def encoder_settings(config: ServerConfig) -> EncoderSettings:
 
 def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:
     if config.strategy == "rwlock":
-        return RWLockStrategy(encoder, pool_size=config.pool_size)
+        return RWLockStrategy(encoder, pool_size=config.streams)
     if config.strategy == "batched":
         return BatchedStrategy(
-            encoder, config.max_batch_size, config.max_batch_tokens, config.batch_spread
+            encoder,
+            config.max_batch_size,
+            config.max_batch_tokens,
+            config.batch_spread,
+            streams=config.streams,
         )
     return MutexStrategy(encoder)
 
@@ -88,10 +92,12 @@ class ServerState:
                 # Loaded before fork: only this worker's thread setting is new.
                 self._preloaded.set_threads(self.config.threads)
             encoder = self._preloaded or Encoder(encoder_settings(self.config))
+            strategy = build_strategy(self.config, encoder)
             ids = encoder.tokenize(WARMUP_TEXT)
-            for size in (1, 1, 4):
-                encoder.embed([ids] * size)
-            self.strategy = build_strategy(self.config, encoder)
+            for each in strategy.encoders():  # first calls allocate and pick kernels
+                for size in (1, 1, 4):
+                    each.embed([ids] * size)
+            self.strategy = strategy
             if self.config.ready_dir:
                 Path(self.config.ready_dir, str(os.getpid())).touch()
         except Exception as exc:  # reported by /health; the launcher sees it in the log too

@@ -21,6 +21,8 @@ class Strategy(Protocol):
     encoder: Encoder
     can_reload: bool
 
+    def encoders(self) -> list[Encoder]: ...
+
     async def embed(self, inputs: list[TokenIds]) -> Embeddings: ...
 
     async def reload(self, load: Callable[[], Encoder]) -> None: ...
@@ -41,6 +43,9 @@ class _PoolStrategy:
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="infer")
         self._inflight = 0
         self._peak = 0
+
+    def encoders(self) -> list[Encoder]:
+        return [self.encoder]
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
@@ -109,17 +114,27 @@ class BatchedStrategy:
     can_reload = False
 
     def __init__(
-        self, encoder: Encoder, max_batch_size: int, max_batch_tokens: int, spread: float = 2.0
+        self,
+        encoder: Encoder,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        spread: float = 2.0,
+        streams: int = 1,
     ) -> None:
         self.encoder = encoder
         pad_to = encoder.max_seq_length if encoder.settings.padding == "max_length" else None
+        # One batch worker per stream, each with its own encoder, all fed from one queue.
+        self._encoders = [encoder] + [encoder.replica() for _ in range(streams - 1)]
         self.queue = BatchQueue(
-            encoder.embed,
+            [e.embed for e in self._encoders],
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
             spread=spread,
             pad_to=pad_to,
         )
+
+    def encoders(self) -> list[Encoder]:
+        return list(self._encoders)
 
     async def embed(self, inputs: list[TokenIds]) -> Embeddings:
         return await self.queue.embed(inputs)
@@ -128,7 +143,11 @@ class BatchedStrategy:
         raise NotImplementedError("the batched variant does not reload its model")
 
     def stats(self) -> dict[str, int]:
-        return {"batches": self.queue.batches, "rows": self.queue.rows}
+        return {
+            "streams": len(self._encoders),
+            "batches": self.queue.batches,
+            "rows": self.queue.rows,
+        }
 
     def close(self) -> None:
         self.queue.close()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embbench.config import ServerConfig, ServerOptions, cpu_count
+from embbench.errors import ConfigError
 from embbench.models import BUNDLED_MODEL, resolve_model
 
 
@@ -53,6 +54,14 @@ class OwnVariant(Variant):
     strategy = "mutex"
     preload = False
 
+    def streams(self, options: ServerOptions) -> int:
+        if options.streams is not None:
+            return options.streams
+        # The rwlock pool lets as many inferences overlap as there are cores (each on `threads`
+        # of its own, so by default it oversubscribes, and the report says so); the batched
+        # variant runs one batch at a time unless told otherwise.
+        return max(2, cpu_count()) if self.strategy == "rwlock" else 1
+
     def server_config(self, options: ServerOptions, port: int, ready_dir: str) -> ServerConfig:
         workers = self.processes(options)
         threads = options.resolved_threads(workers)
@@ -66,8 +75,7 @@ class OwnVariant(Variant):
             workers=workers,
             threads=threads,
             strategy=self.strategy,
-            # Overlapping inferences beyond the cores only time-slice them.
-            pool_size=max(2, cpu_count()),
+            streams=self.streams(options),
             preload=self.preload,
             padding=options.padding,
             truncation=options.truncation,
@@ -83,6 +91,11 @@ class OwnVariant(Variant):
         )
 
     def check(self, options: ServerOptions) -> None:
+        if (options.streams or 1) > 1 and self.strategy not in ("rwlock", "batched"):
+            raise ConfigError(
+                f"{self.name} runs one forward pass at a time per process; "
+                "streams applies to shared-rwlock and batched"
+            )
         resolve_model(options.model)
 
     def command(self, config: ServerConfig) -> list[str]:
@@ -99,7 +112,7 @@ class OwnVariant(Variant):
                 "workers": config.workers,
                 "threads": config.threads,
                 "strategy": config.strategy,
-                "pool_size": config.pool_size,
+                "streams": config.streams,
             },
         )
 

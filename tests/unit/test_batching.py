@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,10 +28,25 @@ def test_bounded_by_batch_size() -> None:
 
 def test_bounded_by_padded_tokens() -> None:
     # rows x longest: 2 x 10 = 20 fits in 25; a third row of 10 would be 30.
-    q = queue_of(10, 8, 10)
+    q = queue_of(10, 10, 10)
     batch = take_batch(q, max_batch_size=32, max_batch_tokens=25)
-    assert [len(p.inputs[0]) for p in batch] == [10, 8]
+    assert [len(p.inputs[0]) for p in batch] == [10, 10]
     assert len(q) == 1
+
+
+def test_closest_lengths_join_first_and_order_is_kept() -> None:
+    # The oldest is 20; of the rest, 21 and 19 are closest, 30 and 38 wait (all within spread 2).
+    q = queue_of(20, 30, 21, 38, 19)
+    batch = take_batch(q, max_batch_size=3, max_batch_tokens=100_000)
+    assert [p.longest for p in batch] == [20, 21, 19]
+    assert [p.longest for p in q] == [30, 38]
+
+
+def test_arrival_order_when_spread_is_zero() -> None:
+    q = queue_of(20, 30, 21, 38, 19)
+    batch = take_batch(q, max_batch_size=3, max_batch_tokens=100_000, spread=0)
+    assert [p.longest for p in batch] == [20, 30, 21]
+    assert [p.longest for p in q] == [38, 19]
 
 
 def test_lengths_far_apart_wait_for_their_own_batch() -> None:
@@ -118,4 +134,33 @@ def test_failure_reaches_every_waiter_and_worker_survives() -> None:
             queue.submit([[0]]).result(timeout=5)
         assert queue.submit([[0, 0]]).result(timeout=5).ravel().tolist() == [2.0]
     finally:
+        queue.close()
+
+
+def test_streams_run_batches_side_by_side() -> None:
+    # Two streams: while the first request holds one of them, the other serves the next.
+    gate = threading.Event()
+    first_in = threading.Event()
+    calls: list[str] = []
+
+    def stream(name: str) -> Callable[[list[list[int]]], np.ndarray]:
+        def embed(batch: list[list[int]]) -> np.ndarray:
+            calls.append(name)
+            if len(calls) == 1:
+                first_in.set()
+                assert gate.wait(5)
+            return fake_embed(batch)
+
+        return embed
+
+    queue = BatchQueue([stream("a"), stream("b")], max_batch_size=1, max_batch_tokens=1000)
+    try:
+        held = queue.submit([[0]])
+        assert first_in.wait(5)
+        assert queue.submit([[0, 0]]).result(timeout=5).ravel().tolist() == [2.0]
+        assert not held.done() and sorted(calls) == ["a", "b"]
+        gate.set()
+        assert held.result(timeout=5).ravel().tolist() == [1.0]
+    finally:
+        gate.set()
         queue.close()
