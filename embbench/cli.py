@@ -69,6 +69,7 @@ WorkersOpt = typer.Option(None, "--workers", help="Worker processes (per-worker,
 ThreadsOpt = typer.Option(
     None, "--threads", help="Intra-op threads per stream (default cores // (workers x streams))."
 )
+HttpOpt = typer.Option(None, "--http", help="fastapi (default) | asgi: the layer before the API.")
 StreamsOpt = typer.Option(
     None, "--streams", help="Forward passes at once per process (shared-rwlock, batched)."
 )
@@ -125,6 +126,7 @@ def serve(
     max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
     streams: int | None = StreamsOpt,
+    http: str | None = HttpOpt,
 ) -> None:
     """Run one server in the foreground until Ctrl-C."""
     from embbench.serve import serve_foreground
@@ -145,6 +147,7 @@ def serve(
             max_batch_size=max_batch_size,
             omp_wait_policy=omp_wait_policy,
             streams=streams,
+            http=http,
         ),
     )
     code = serve_foreground(
@@ -207,6 +210,7 @@ def run(
     max_batch_size: int | None = BatchOpt,
     omp_wait_policy: str | None = OmpOpt,
     streams: int | None = StreamsOpt,
+    http: str | None = HttpOpt,
 ) -> None:
     """Measure variants under Locust load; results go to results/<run-id>/."""
     from embbench.runner import run_benchmark
@@ -225,6 +229,7 @@ def run(
         max_batch_size=max_batch_size,
         omp_wait_policy=omp_wait_policy,
         streams=streams,
+        http=http,
     )
     settings: dict[str, Any] = {}
     runs: list[cfg.VariantRun] = []

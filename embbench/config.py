@@ -15,6 +15,7 @@ import tomllib
 from embbench.errors import ConfigError
 
 PADDINGS = ("longest", "max_length")
+HTTP_LAYERS = ("fastapi", "asgi")
 BACKENDS = ("torch", "onnx")
 QUANTIZATIONS = ("none", "int8")
 PROTOCOLS = ("predict", "tei", "openai")
@@ -54,8 +55,11 @@ class ServerOptions:
     # Forward passes that may run at once in one process, each on its own `threads`: the
     # rwlock pool's size, or the batched variant's batch workers. None: the variant's default.
     streams: int | None = None
+    # What carries requests to the API: FastAPI, or a bare ASGI callable (servers/asgi.py).
+    http: str = "fastapi"
 
     def __post_init__(self) -> None:
+        _choice("http", self.http, HTTP_LAYERS)
         _choice("omp_wait_policy", self.omp_wait_policy, ("passive", "active", "default"))
         _choice("padding", self.padding, PADDINGS)
         _choice("backend", self.backend, BACKENDS)
@@ -97,6 +101,7 @@ class ServerConfig:
     threads: int
     strategy: str = "mutex"  # rwlock | mutex | batched: how requests reach the model
     streams: int = 1  # forward passes that may run at once in one process (rwlock, batched)
+    http: str = "fastapi"
     preload: bool = False  # the model is loaded before fork (gunicorn --preload)
     padding: str = "longest"
     truncation: bool = True
@@ -191,12 +196,13 @@ def default_label(name: str, options: ServerOptions) -> str:
         "batch_spread",
         "streams",
         "max_batch_size",
+        "http",
     ):
         value = getattr(options, opt)
         if value != getattr(base, opt):
             if opt == "truncation":
                 parts.append("truncation" if value else "no-truncation")
-            elif opt in ("backend", "quantize", "padding"):
+            elif opt in ("backend", "quantize", "padding", "http"):
                 parts.append(str(value))
             elif opt == "omp_wait_policy":
                 parts.append(f"omp={value}")

@@ -11,7 +11,7 @@ import os
 import uvicorn
 
 from embbench.config import ServerConfig
-from embbench.servers.app import create_app
+from embbench.servers.factory import create_app
 
 
 def main() -> None:

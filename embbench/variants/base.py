@@ -76,6 +76,7 @@ class OwnVariant(Variant):
             threads=threads,
             strategy=self.strategy,
             streams=self.streams(options),
+            http=options.http,
             preload=self.preload,
             padding=options.padding,
             truncation=options.truncation,

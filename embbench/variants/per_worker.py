@@ -20,7 +20,7 @@ class PerWorker(OwnVariant):
             sys.executable,
             "-m",
             "uvicorn",
-            "embbench.servers.app:app_from_env",
+            "embbench.servers.factory:app_from_env",
             "--factory",
             "--host",
             config.host,

@@ -21,7 +21,7 @@ class Preload(OwnVariant):
             sys.executable,
             "-m",
             "gunicorn",
-            "embbench.servers.app:preload_app()",
+            "embbench.servers.factory:preload_app()",
             "--preload",
             "-w",
             str(config.workers),

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from embbench.ceiling import measure_ceiling, measure_in_subprocess
+from embbench.ceiling import layouts, measure_ceiling, measure_in_subprocess
+from embbench.config import cpu_count
 from embbench.payloads import build_payloads
 
 pytestmark = pytest.mark.integration
@@ -23,3 +24,23 @@ def test_ceiling_measures_the_model_alone(model_path: Path) -> None:
 def test_ceiling_subprocess_reports_json() -> None:
     result = measure_in_subprocess(None, "torch", "none", 1, "short", seconds=0.3)
     assert result["backend"] == "torch" and result["threads"] == 1 and result["payload"] == "short"
+
+
+def test_ceiling_is_the_best_thread_layout(model_path: Path) -> None:
+    texts = build_payloads("short", count=32)
+    result = measure_ceiling(str(model_path), texts=texts, seconds=0.2, batch_sizes=(1, 8))
+    measured = {(m["threads"], m["streams"]): m for m in result["layouts"]}
+    assert set(measured) == set(layouts(cpu_count()))
+    best = max(m["sentences_per_s"] for m in measured.values())
+    assert result["sentences_per_s"] == best
+    assert (result["threads"], result["streams"]) in measured
+    assert result["batch1_ms"] == min(m["batch1_ms"] for m in measured.values())
+
+
+def test_ceiling_runs_streams_side_by_side(model_path: Path) -> None:
+    texts = build_payloads("short", count=32)
+    result = measure_ceiling(
+        str(model_path), threads=1, streams=2, texts=texts, seconds=0.2, batch_sizes=(4,)
+    )
+    assert [(m["threads"], m["streams"]) for m in result["layouts"]] == [(1, 2)]
+    assert result["sentences_per_s"] > 0

@@ -20,16 +20,30 @@ from tests.integration.conftest import serve_variant, st_encode, tree_of
 pytestmark = pytest.mark.integration
 
 OURS = ["shared-rwlock", "shared-mutex", "per-worker", "preload", "batched"]
+# The same contract through the bare ASGI layer, and with two batch streams.
+SERVERS: list[tuple[str, dict[str, Any]]] = [
+    *((name, {}) for name in OURS),
+    ("shared-mutex", {"http": "asgi"}),
+    ("batched", {"http": "asgi", "streams": 2, "max_batch_size": 8}),
+]
 LONG_TEXT = "embedding " * 700  # about 1400 tokens: beyond the model's 512 positions
 
 
-@pytest.fixture(scope="module", params=OURS)
+@pytest.fixture(
+    scope="module",
+    params=SERVERS,
+    ids=[name + "".join(f"-{k}={v}" for k, v in opts.items()) for name, opts in SERVERS],
+)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str, Any]]:
-    name = request.param
+    name, options = request.param
     workdir = tmp_path_factory.mktemp(name)
-    with serve_variant(name, workdir) as (url, proc):
+    with serve_variant(name, workdir, **options) as (url, proc):
+        info = httpx.get(url + "/info").json()
+        for key in ("http", "streams"):
+            if key in options:  # the options reached the server
+                assert info[key] == options[key]
         yield name, url, proc
 
 
@@ -119,6 +133,13 @@ def test_unknown_route_is_json_404(server: tuple[str, str, Any]) -> None:
     _, url, _ = server
     reply = httpx.get(url + "/nope")
     assert reply.status_code == 404 and "error" in reply.json()
+
+
+def test_wrong_method_is_json_405(server: tuple[str, str, Any]) -> None:
+    _, url, _ = server
+    for reply in (httpx.get(url + "/predict"), httpx.post(url + "/health")):
+        assert reply.status_code == 405 and "error" in reply.json()
+    assert httpx.post(url + "/predict", json={"text": "still here"}).status_code == 200
 
 
 def test_sigterm_stops_the_whole_tree(tmp_path: Path) -> None:

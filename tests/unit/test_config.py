@@ -12,6 +12,8 @@ def test_defaults_and_labels() -> None:
     assert cfg.default_label("batched", cfg.ServerOptions()) == "batched"
     opts = cfg.ServerOptions(backend="onnx", quantize="int8", truncation=False)
     assert cfg.default_label("batched", opts) == "batched[onnx,int8,no-truncation]"
+    fast = cfg.ServerOptions(backend="onnx", streams=2, max_batch_size=8, http="asgi")
+    assert cfg.default_label("batched", fast) == "batched[onnx,streams=2,max_batch_size=8,asgi]"
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,8 @@ def test_defaults_and_labels() -> None:
         ({"quantize": "int8"}, "needs --backend onnx"),
         ({"workers": 0}, "workers"),
         ({"port": 70000}, "port"),
+        ({"streams": 0}, "streams"),
+        ({"http": "flask"}, "http must be one of fastapi, asgi"),
     ],
 )
 def test_bad_server_options(kwargs: dict[str, object], message: str) -> None:
@@ -33,6 +37,19 @@ def test_threads_default_to_cores_over_workers(monkeypatch: pytest.MonkeyPatch) 
     assert cfg.ServerOptions().resolved_threads(4) == 2
     assert cfg.ServerOptions().resolved_threads(16) == 1
     assert cfg.ServerOptions(threads=3).resolved_threads(4) == 3
+    # Streams share the cores too: 8 cores, 2 workers x 2 streams -> 2 threads each.
+    assert cfg.ServerOptions(streams=2).resolved_threads(2) == 2
+
+
+def test_streams_only_where_passes_can_overlap() -> None:
+    from embbench.variants import get_variant
+
+    with pytest.raises(ConfigError, match="streams applies to shared-rwlock and batched"):
+        get_variant("shared-mutex").check(cfg.ServerOptions(streams=2))
+    get_variant("shared-mutex").check(cfg.ServerOptions(streams=1))
+    config = get_variant("batched").server_config(cfg.ServerOptions(streams=2), 8000, "")
+    assert config.streams == 2 and config.threads == max(1, cfg.cpu_count() // 2)
+    assert get_variant("batched").server_config(cfg.ServerOptions(), 8000, "").streams == 1
 
 
 def test_run_config_validation() -> None:

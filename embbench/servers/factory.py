@@ -1,0 +1,33 @@
+"""Build the app a server process runs: the API behind FastAPI or bare ASGI (config.http)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from embbench.config import ServerConfig
+from embbench.servers.api import Api, encoder_settings
+from embbench.servers.encoder import Encoder
+
+
+def create_app(config: ServerConfig, encoder: Encoder | None = None) -> Any:
+    api = Api(config, encoder)
+    if config.http == "asgi":
+        from embbench.servers.asgi import AsgiApp
+
+        return AsgiApp(api)
+    from embbench.servers.app import create_fastapi_app
+
+    return create_fastapi_app(api)
+
+
+def app_from_env() -> Any:
+    """Factory for `uvicorn --factory` and gunicorn workers: the config comes in the environment."""
+    return create_app(ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"]))
+
+
+def preload_app() -> Any:
+    """gunicorn --preload target: the model is loaded here, in the master, before the fork."""
+    config = ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"])
+    encoder = Encoder(encoder_settings(config)) if config.backend == "torch" else None
+    return create_app(config, encoder)
