@@ -411,6 +411,8 @@ def _ceilings(meta: Mapping[str, Any], ceiling: pd.DataFrame | None) -> list[dic
         name = str(item.get("backend", "?"))
         if isinstance(quantize, str) and quantize not in ("", "none"):
             name += f" {quantize}"
+        if item.get("streams") is not None:  # runs before thread layouts were measured lack it
+            name += f", {item.get('threads')}t x {item.get('streams')}"
         if not math.isnan(value):
             out.append({"name": name, "value": float(value)})
     return out

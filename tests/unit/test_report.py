@@ -387,3 +387,16 @@ def test_compare_runs(run: RunData, tmp_path: Path) -> None:
     text = render_compare_markdown(run, b)
     assert "run 20261124-000000" in text and "| batched | 10 | 31.0 | 62.0 | 2.00 (" in text
     tables_are_well_formed(text)
+
+
+def test_explain_sets_the_best_against_the_offline_ceiling(run: RunData, agg: pd.DataFrame) -> None:
+    ceiling = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 1,
+               "streams": 2, "best_batch": 8, "batch1_ms": 50.0, "batch1_threads": 2}  # fmt: skip
+    said = [s for s in explain(run.summary, agg, {**META, "ceiling": [ceiling]}) if "ceiling" in s]
+    top = agg.loc[agg["rps"].idxmax()]
+    assert len(said) == 1  # no c=1 cell in the fixture: no latency sentence
+    assert f"{top['label']} serves {top['rps']:.1f} rps" in said[0]
+    assert f"{100 * top['rps'] / 40.0:.0f} % of the torch none offline ceiling" in said[0]
+    assert "1 thread(s) x 2 stream(s), batch 8" in said[0]
+    other = {**ceiling, "backend": "onnx"}  # no onnx rows: nothing to say
+    assert not [s for s in explain(run.summary, agg, {**META, "ceiling": [other]}) if "ceil" in s]
