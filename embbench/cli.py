@@ -348,20 +348,35 @@ def ceiling(
     backend: list[str] = typer.Option(["torch"], "--backend", help="torch | onnx; repeatable."),
     quantize: str = typer.Option("none", "--quantize", help="none | int8 (onnx)."),
     threads: int | None = typer.Option(
-        None, "--threads", help="Intra-op threads (default all cores)."
+        None, "--threads", help="Intra-op threads per stream (default: every layout)."
+    ),
+    streams: int | None = typer.Option(
+        None, "--streams", help="Sessions side by side (default: every layout)."
     ),
     payload: str = typer.Option("short", "--payload", help="short | medium | long | mixed."),
     seconds: float = typer.Option(3.0, "--seconds", help="Seconds per measurement."),
     model: str | None = ModelOpt,
 ) -> None:
-    """The offline ceiling: one bare forward pass and the best batched sentences/s, no HTTP."""
+    """The offline ceiling: one bare forward pass and the best batched sentences/s, no HTTP.
+
+    Each way of filling the cores is measured (one session on all of them, one single-threaded
+    session per core); the ceiling is the best. --threads/--streams pin one layout.
+    """
     from embbench.ceiling import measure_in_subprocess
 
-    table = Table(title="offline ceiling (tokenise + forward + pool, no HTTP)")
+    for flag, value in (("--threads", threads), ("--streams", streams)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be positive, got {value}")
+
+    table = Table(
+        title="offline ceiling (tokenise + forward + pool, no HTTP)",
+        caption="* the best layout: the ceiling a server of that backend is set against",
+    )
     for column in (
         "backend",
         "quantize",
         "threads",
+        "streams",
         "batch 1 p50 ms",
         "best sentences/s",
         "at batch",
@@ -371,18 +386,28 @@ def ceiling(
         cfg.ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
         try:
             result = measure_in_subprocess(
-                model, name, quantize if name == "onnx" else "none", threads, payload, seconds
+                model,
+                name,
+                quantize if name == "onnx" else "none",
+                threads,
+                payload,
+                seconds,
+                streams=streams,
             )
         except RuntimeError as exc:
             raise EmbbenchError(str(exc)) from None
-        table.add_row(
-            name,
-            result["quantize"],
-            str(result["threads"]),
-            _fmt(result["batch1_ms"], 2),
-            _fmt(result["sentences_per_s"]),
-            str(result["best_batch"]),
-        )
+        best = (result["threads"], result["streams"])
+        for layout in result["layouts"]:
+            mark = " *" if (layout["threads"], layout["streams"]) == best else ""
+            table.add_row(
+                name + mark,
+                result["quantize"],
+                str(layout["threads"]),
+                str(layout["streams"]),
+                _fmt(layout["batch1_ms"], 2),
+                _fmt(layout["sentences_per_s"]),
+                str(layout["best_batch"]),
+            )
     console.print(table)
 
 

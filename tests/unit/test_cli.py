@@ -41,7 +41,10 @@ def assert_one_line_usage_error(done: subprocess.CompletedProcess[str], needle: 
         (["run", "--config", "/no/such.toml"], "does not exist"),
         (["run", "--url", "ftp://x", "--protocol", "tei"], "--url must start with http"),
         (["run", "--variant", "batched", "--bogus"], "No such option"),
+        (["run", "--variant", "shared-mutex", "--streams", "2"], "streams applies to"),
+        (["run", "--variant", "batched", "--http", "flask"], "http must be one of"),
         (["serve", "--variant", "nope"], "unknown variant"),
+        (["ceiling", "--streams", "0"], "--streams must be positive"),
         (["report", "/no/such/run"], "is not an embbench run"),
     ],
 )
