@@ -229,7 +229,14 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     """How close the best server of each measured backend comes to its offline ceiling: the
     best throughput against the best batched rate, the best c=1 p50 against one bare pass."""
     out = []
-    ok = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
+    # Only servers that answered every request rightly: one that refuses long inputs (no
+    # truncation) serves less work than the ceiling measured.
+    ok = agg[
+        (agg["n_ok"] > 0)
+        & agg["rps"].notna()
+        & (agg["failures"].fillna(0) == 0)
+        & ~is_true(agg["incorrect"])
+    ]
     for ceiling in meta.get("ceiling") or []:
         backend, quantize = ceiling.get("backend"), ceiling.get("quantize", "none")
         rows = ok[(ok["backend"] == backend) & (ok["quantize"].fillna("none") == quantize)]

@@ -400,3 +400,19 @@ def test_explain_sets_the_best_against_the_offline_ceiling(run: RunData, agg: pd
     assert "1 thread(s) x 2 stream(s), batch 8" in said[0]
     other = {**ceiling, "backend": "onnx"}  # no onnx rows: nothing to say
     assert not [s for s in explain(run.summary, agg, {**META, "ceiling": [other]}) if "ceil" in s]
+
+
+def test_ceiling_comparison_leaves_out_servers_that_refused_requests() -> None:
+    frame = pd.DataFrame(
+        [
+            row(variant="batched", label="refuses long inputs", rps=50.0, failures=5),
+            row(variant="batched", label="answers all", rps=20.0, concurrency=1),
+        ]
+    )
+    ceiling = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 2,
+               "streams": 1, "best_batch": 8, "batch1_ms": 600.0, "batch1_threads": 2}  # fmt: skip
+    said = [s for s in explain(frame, aggregate(frame), {**META, "ceiling": [ceiling]})
+            if "ceiling" in s or "bare" in s]  # fmt: skip
+    assert said[0].startswith("At c=1, answers all serves 20.0 rps, 50 % of the torch none")
+    assert "answers all's p50 of 900.00 ms is 1.50x one bare torch none forward pass" in said[1]
+    assert not any("refuses" in s for s in said)
