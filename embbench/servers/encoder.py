@@ -160,8 +160,9 @@ class Encoder:
         its own onnxruntime session (a torch module is shared: its threads are process-wide).
 
         Two single-threaded sessions side by side outran one two-threaded session on 2 cores
-        (int8, short inputs, batch 8: 734 against 529 sentences/s; /tmp experiment, same box),
-        since one op no longer waits at a barrier for a thread the event loop has preempted.
+        (onnx int8, short inputs, each layout at its best batch: 704.2 against 627.4
+        sentences/s, the ceiling of run 20261125-002501), and by more in a server, where one op
+        of a two-threaded session waits at a barrier for a thread the event loop preempted.
         """
         twin = copy.copy(self)
         if self.settings.backend != "torch":
