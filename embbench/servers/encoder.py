@@ -159,10 +159,10 @@ class Encoder:
         """An encoder for another stream of forward passes: the same tokenisers and pooling, and
         its own onnxruntime session (a torch module is shared: its threads are process-wide).
 
-        Two single-threaded sessions side by side outran one two-threaded session on 2 cores
-        (onnx int8, short inputs, each layout at its best batch: 704.2 against 627.4
-        sentences/s, the ceiling of run 20261125-002501), and by more in a server, where one op
-        of a two-threaded session waits at a barrier for a thread the event loop preempted.
+        Offline, two single-threaded sessions side by side outran one two-threaded session on
+        2 cores (onnx int8, short inputs, each layout at its best batch: 704.2 against 627.4
+        sentences/s, the ceiling of run 20261125-002501). In that run's servers the gain came
+        with batches of at most 8 (README, "Peers").
         """
         twin = copy.copy(self)
         if self.settings.backend != "torch":
