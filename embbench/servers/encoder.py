@@ -159,10 +159,10 @@ class Encoder:
         """An encoder for another stream of forward passes: the same tokenisers and pooling, and
         its own onnxruntime session (a torch module is shared: its threads are process-wide).
 
-        Offline, two single-threaded sessions side by side outran one two-threaded session on
-        2 cores (onnx int8, short inputs, each layout at its best batch: 704.2 against 627.4
-        sentences/s, the ceiling of run 20261125-002501). In that run's servers the gain came
-        with batches of at most 8 (README, "Peers").
+        Two single-threaded sessions side by side outran one two-threaded session on 2 cores
+        (onnx int8, short inputs, each at its best batch size): offline 754.7 against 637.8
+        sentences/s, and as batched servers at c=100 632.0 against 458.4 rps (run
+        20261125-011251; README, "Peers").
         """
         twin = copy.copy(self)
         if self.settings.backend != "torch":
