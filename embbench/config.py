@@ -156,14 +156,18 @@ class RunConfig:
     master_port: int = 5557
     startup_timeout: float = 180.0
     seed: int = 0
-    # Measure the offline ceiling of every backend in the run first (embbench.ceiling).
+    # Measure the offline ceiling of every backend in the run, before the cells and again after
+    # them (embbench.ceiling), each measurement `ceiling_seconds` long.
     ceiling: bool = False
+    ceiling_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.variants and self.url is None:
             raise ConfigError("no variant given: pass --variant NAME or a config file")
         if not self.concurrency or any(c < 1 for c in self.concurrency):
             raise ConfigError(f"concurrency levels must be positive, got {self.concurrency}")
+        if self.ceiling_seconds <= 0:
+            raise ConfigError(f"ceiling_seconds must be positive, got {self.ceiling_seconds}")
         if self.duration <= 0 or self.warmup < 0:
             raise ConfigError("duration must be positive and warmup not negative")
         if self.repeats < 1:

@@ -243,22 +243,45 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
         rate = float(ceiling.get("sentences_per_s") or math.nan)
         if rows.empty or not rate > 0:
             continue
+        after: Mapping[str, Any] = next(
+            (
+                c
+                for c in meta.get("ceiling_after") or []
+                if (c.get("backend"), c.get("quantize", "none")) == (backend, quantize)
+            ),
+            {},
+        )
         top = rows.loc[rows["rps"].idxmax()]
         layout = f"{ceiling.get('threads')} thread(s) x {ceiling.get('streams', 1)} stream(s)"
+        again = float(after.get("sentences_per_s") or math.nan)
         out.append(
             f"At c={top['concurrency']:g}, {top['label']} serves {top['rps']:.1f} rps, "
             f"{100 * top['rps'] / rate:.0f} % of the {backend} {quantize} offline ceiling "
-            f"({rate:.1f} sentences/s: {layout}, batch {ceiling.get('best_batch')}, no HTTP)."
+            f"({rate:.1f} sentences/s: {layout}, batch {ceiling.get('best_batch')}, no HTTP)"
+            + (
+                f"; measured again after the cells, {again:.1f} sentences/s "
+                f"({100 * top['rps'] / again:.0f} %)."
+                if again > 0
+                else "."
+            )
         )
         single = rows[rows["concurrency"] == 1]
         bare = float(ceiling.get("batch1_ms") or math.nan)
+        bare_again = float(after.get("batch1_ms") or math.nan)
         if not single.empty and bare > 0:
             quick = single.loc[single["latency_p50_ms"].idxmin()]
+            p50 = quick["latency_p50_ms"]
             out.append(
-                f"At c=1, {quick['label']}'s p50 of {quick['latency_p50_ms']:.2f} ms is "
-                f"{quick['latency_p50_ms'] / bare:.2f}x one bare {backend} {quantize} forward "
-                f"pass ({bare:.2f} ms with {ceiling.get('batch1_threads', '?')} thread(s)): "
-                "what HTTP, JSON, queueing and the client add."
+                f"At c=1, {quick['label']}'s p50 of {p50:.2f} ms is {p50 / bare:.2f}x one bare "
+                f"{backend} {quantize} forward pass ({bare:.2f} ms with "
+                f"{ceiling.get('batch1_threads', '?')} thread(s))"
+                + (
+                    f", and {p50 / bare_again:.2f}x the {bare_again:.2f} ms measured after the "
+                    "cells"
+                    if bare_again > 0
+                    else ""
+                )
+                + ": what HTTP, JSON, queueing and the client add."
             )
     return out
 

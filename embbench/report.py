@@ -119,7 +119,7 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
             f"- Git: {git['sha']}" + (" (uncommitted changes)" if git.get("dirty") else "")
         )
     lines += [
-        f"- Offline ceiling ({c.get('backend')}, {c.get('quantize', 'none')}): "
+        f"- Offline ceiling{when} ({c.get('backend')}, {c.get('quantize', 'none')}): "
         f"{_num(c.get('sentences_per_s'), 1)} sentences/s without HTTP"
         + (
             f" ({c['threads']} thread(s) x {c['streams']} stream(s), batch {c.get('best_batch')});"
@@ -127,7 +127,8 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
             if "streams" in c
             else ""
         )
-        for c in meta.get("ceiling") or []
+        for key, when in (("ceiling", ""), ("ceiling_after", " after the cells"))
+        for c in meta.get(key) or []
     ]
     return lines
 

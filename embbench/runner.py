@@ -128,6 +128,8 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
             if row["status"] == results.INTERRUPTED:
                 outcome.interrupted = True
                 break
+        if not outcome.interrupted:
+            remeasure_ceilings(config, meta, progress)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
@@ -155,9 +157,34 @@ def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress
             export_onnx(resolve_model(opts.model), quantize=opts.quantize)
         if config.ceiling:
             progress.warn(f"measuring the offline ceiling of {opts.backend} {opts.quantize}")
-            meta.setdefault("ceiling", []).append(
-                measure_in_subprocess(opts.model, opts.backend, opts.quantize, None, config.payload)
-            )
+            meta.setdefault("ceiling", []).append(_ceiling(config, opts))
+
+
+def remeasure_ceilings(config: RunConfig, meta: dict[str, Any], progress: Progress) -> None:
+    """The same ceilings again once the cells are done, as "ceiling_after": a shared machine's
+    speed drifts over a run (a bare pass moved 11 % between two runs 50 minutes apart), and a
+    ratio to a ceiling means little if the ceiling itself moved under the cells."""
+    before = meta.get("ceiling") or []
+    if not before:
+        return
+    seen = {(c.get("backend"), c.get("quantize")) for c in before}
+    for run in config.variants:
+        opts = run.options
+        if (opts.backend, opts.quantize) in seen and not get_variant(run.name).external:
+            seen.discard((opts.backend, opts.quantize))
+            progress.warn(f"measuring the offline ceiling of {opts.backend} {opts.quantize} again")
+            meta.setdefault("ceiling_after", []).append(_ceiling(config, opts))
+
+
+def _ceiling(config: RunConfig, opts: ServerOptions) -> dict[str, Any]:
+    return measure_in_subprocess(
+        opts.model,
+        opts.backend,
+        opts.quantize,
+        None,
+        config.payload,
+        seconds=config.ceiling_seconds,
+    )
 
 
 class CellRunner:

@@ -215,3 +215,23 @@ def test_a_load_worker_on_another_host_joins_the_run(tmp_path: Path) -> None:
         worker.wait(timeout=30)
     assert row["status"] == "ok" and row["requests"] > 0 and row["rps"] > 0
     assert row["cosine_min"] >= 0.999
+
+
+def test_ceiling_is_measured_before_and_after_the_cells(tmp_path: Path) -> None:
+    from embbench.report import render_markdown
+    from embbench.results import load_run
+
+    config = short_config(
+        tmp_path, "batched", concurrency=(1,), duration=2.0, ceiling=True, ceiling_seconds=0.2
+    )
+    outcome = run_benchmark(config)
+    assert outcome.failed == 0
+    meta = json.loads((outcome.run_dir / "run.json").read_text())
+    for key in ("ceiling", "ceiling_after"):
+        [ceiling] = meta[key]
+        assert (ceiling["backend"], ceiling["quantize"]) == ("torch", "none")
+        assert ceiling["sentences_per_s"] > 0 and ceiling["batch1_ms"] > 0
+        assert {(m["threads"], m["streams"]) for m in ceiling["layouts"]}
+    text = render_markdown(load_run(outcome.run_dir))
+    assert "Offline ceiling after the cells (torch, none)" in text
+    assert "measured after the cells" in text  # the c=1 cell against both bare passes

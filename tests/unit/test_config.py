@@ -62,6 +62,8 @@ def test_run_config_validation() -> None:
         cfg.RunConfig(variants=())
     with pytest.raises(ConfigError, match="share the label"):
         cfg.RunConfig(variants=(cfg.VariantRun("batched"), cfg.VariantRun("batched")))
+    with pytest.raises(ConfigError, match="ceiling_seconds must be positive"):
+        cfg.RunConfig(variants=runs, ceiling_seconds=0)
 
 
 def test_run_file(tmp_path: Path) -> None:

@@ -416,3 +416,16 @@ def test_ceiling_comparison_leaves_out_servers_that_refused_requests() -> None:
     assert said[0].startswith("At c=1, answers all serves 20.0 rps, 50 % of the torch none")
     assert "answers all's p50 of 900.00 ms is 1.50x one bare torch none forward pass" in said[1]
     assert not any("refuses" in s for s in said)
+
+
+def test_ceiling_measured_again_after_the_cells_is_cited_too() -> None:
+    frame = pd.DataFrame([row(variant="batched", label="b", rps=20.0, concurrency=1)])
+    before = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 2,
+              "streams": 1, "best_batch": 8, "batch1_ms": 600.0, "batch1_threads": 2}  # fmt: skip
+    after = {**before, "sentences_per_s": 25.0, "batch1_ms": 750.0}
+    meta = {**META, "ceiling": [before], "ceiling_after": [after]}
+    said = [s for s in explain(frame, aggregate(frame), meta) if "ceiling" in s or "bare" in s]
+    assert "50 % of the torch none offline ceiling" in said[0]
+    assert "measured again after the cells, 25.0 sentences/s (80 %)" in said[0]
+    assert "1.50x one bare torch none forward pass (600.00 ms" in said[1]
+    assert "1.20x the 750.00 ms measured after the cells" in said[1]
