@@ -142,15 +142,7 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
 def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress) -> None:
     """Export ONNX files before the first cell (not inside a cell's start-up), and measure the
     offline ceiling of each backend while nothing else runs, when asked."""
-    if config.url is not None:
-        return  # a server that runs elsewhere: nothing here to export or measure
-    seen: set[tuple[str | None, str, str]] = set()
-    for run in config.variants:
-        opts = run.options
-        key = (opts.model, opts.backend, opts.quantize)
-        if key in seen or get_variant(run.name).external:
-            continue
-        seen.add(key)
+    for opts in _backends(config):
         if opts.backend == "onnx":
             from embbench.servers.backend_onnx import export_onnx
 
@@ -164,16 +156,24 @@ def remeasure_ceilings(config: RunConfig, meta: dict[str, Any], progress: Progre
     """The same ceilings again once the cells are done, as "ceiling_after": a shared machine's
     speed drifts over a run (a bare pass moved 11 % between two runs 50 minutes apart), and a
     ratio to a ceiling means little if the ceiling itself moved under the cells."""
-    before = meta.get("ceiling") or []
-    if not before:
+    if not config.ceiling:
         return
-    seen = {(c.get("backend"), c.get("quantize")) for c in before}
+    for opts in _backends(config):
+        progress.warn(f"measuring the offline ceiling of {opts.backend} {opts.quantize} again")
+        meta.setdefault("ceiling_after", []).append(_ceiling(config, opts))
+
+
+def _backends(config: RunConfig) -> list[ServerOptions]:
+    """One variant's options per distinct (model, backend, quantize) among the servers of ours
+    (none when the server runs elsewhere: nothing here to export or measure)."""
+    if config.url is not None:
+        return []
+    found: dict[tuple[str | None, str, str], ServerOptions] = {}
     for run in config.variants:
         opts = run.options
-        if (opts.backend, opts.quantize) in seen and not get_variant(run.name).external:
-            seen.discard((opts.backend, opts.quantize))
-            progress.warn(f"measuring the offline ceiling of {opts.backend} {opts.quantize} again")
-            meta.setdefault("ceiling_after", []).append(_ceiling(config, opts))
+        if not get_variant(run.name).external:
+            found.setdefault((opts.model, opts.backend, opts.quantize), opts)
+    return list(found.values())
 
 
 def _ceiling(config: RunConfig, opts: ServerOptions) -> dict[str, Any]:
