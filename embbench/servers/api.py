@@ -66,11 +66,11 @@ def check_read_length(read: int, limit: int) -> None:
 def encoder_settings(config: ServerConfig) -> EncoderSettings:
     return EncoderSettings(
         model_path=config.model_path,
-        backend=config.backend,
-        quantize=config.quantize,
-        padding=config.padding,
-        truncation=config.truncation,
-        max_seq_length=config.max_seq_length,
+        backend=config.options.backend,
+        quantize=config.options.quantize,
+        padding=config.options.padding,
+        truncation=config.options.truncation,
+        max_seq_length=config.options.max_seq_length,
         threads=config.threads,
     )
 
@@ -81,9 +81,9 @@ def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:
     if config.strategy == "batched":
         return BatchedStrategy(
             encoder,
-            config.max_batch_size,
-            config.max_batch_tokens,
-            config.batch_spread,
+            config.options.max_batch_size,
+            config.options.max_batch_tokens,
+            config.options.batch_spread,
             streams=config.streams,
         )
     return MutexStrategy(encoder)
@@ -221,11 +221,11 @@ class Api:
             "workers": config.workers,
             "threads": config.threads,
             "streams": config.streams,
-            "http": config.http,
-            "backend": config.backend,
-            "quantize": config.quantize,
-            "padding": config.padding,
-            "truncation": config.truncation,
+            "http": config.options.http,
+            "backend": config.options.backend,
+            "quantize": config.options.quantize,
+            "padding": config.options.padding,
+            "truncation": config.options.truncation,
             "max_seq_length": current.encoder.max_seq_length if current else None,
             "max_input_tokens": current.encoder.max_positions if current else None,
             "model": config.model_name or config.model_path,

@@ -36,7 +36,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def create_fastapi_app(api: Api) -> FastAPI:
-    limit = api.config.max_body_bytes
+    limit = api.config.options.max_body_bytes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -33,7 +33,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class AsgiApp:
     def __init__(self, api: Api) -> None:
         self.api = api
-        self.limit = api.config.max_body_bytes
+        self.limit = api.config.options.max_body_bytes
         self.posts: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "/predict": api.predict,
             "/embed": api.embed,

@@ -1,4 +1,4 @@
-"""Build the app a server process runs: the API behind FastAPI or bare ASGI (config.http)."""
+"""Build the app a server process runs: the API behind FastAPI or bare ASGI (options.http)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from embbench.servers.encoder import Encoder
 
 def create_app(config: ServerConfig, encoder: Encoder | None = None) -> Any:
     api = Api(config, encoder)
-    if config.http == "asgi":
+    if config.options.http == "asgi":
         from embbench.servers.asgi import AsgiApp
 
         return AsgiApp(api)
@@ -29,5 +29,5 @@ def app_from_env() -> Any:
 def preload_app() -> Any:
     """gunicorn --preload target: the model is loaded here, in the master, before the fork."""
     config = ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"])
-    encoder = Encoder(encoder_settings(config)) if config.backend == "torch" else None
+    encoder = Encoder(encoder_settings(config)) if config.options.backend == "torch" else None
     return create_app(config, encoder)

@@ -70,25 +70,14 @@ class OwnVariant(Variant):
             variant=self.name,
             model_path=str(model_path),
             model_name=options.model or BUNDLED_MODEL,
-            host=options.host,
             port=port,
             workers=workers,
             threads=threads,
+            options=options,
             strategy=self.strategy,
             streams=self.streams(options),
-            http=options.http,
             preload=self.preload,
-            padding=options.padding,
-            truncation=options.truncation,
-            max_seq_length=options.max_seq_length,
-            backend=options.backend,
-            quantize=options.quantize,
-            max_batch_size=options.max_batch_size,
-            max_batch_tokens=options.max_batch_tokens,
-            batch_spread=options.batch_spread,
-            max_body_bytes=options.max_body_bytes,
             ready_dir=ready_dir,
-            omp_wait_policy=options.omp_wait_policy,
         )
 
     def check(self, options: ServerOptions) -> None:
@@ -136,8 +125,8 @@ def server_env(config: ServerConfig) -> dict[str, str]:
     # on the same 2 cores, ad-hoc runs saw a spinning team member and a descheduled one stall
     # each other on some runs and not others; PASSIVE did not. configs/ablation.toml measures
     # both (README: not reproduced there, and spinning was faster at c=100).
-    if config.omp_wait_policy != "default":
-        env["OMP_WAIT_POLICY"] = config.omp_wait_policy.upper()
+    if config.options.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = config.options.omp_wait_policy.upper()
     else:
         env.pop("OMP_WAIT_POLICY", None)
     return env

@@ -33,7 +33,9 @@ def test_bad_server_options(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_threads_default_to_cores_over_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cfg, "cpu_count", lambda: 8)
+    from embbench import options
+
+    monkeypatch.setattr(options, "cpu_count", lambda: 8)
     assert cfg.ServerOptions().resolved_threads(4) == 2
     assert cfg.ServerOptions().resolved_threads(16) == 1
     assert cfg.ServerOptions(threads=3).resolved_threads(4) == 3
