@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.compare import compare_runs, compare_to_baseline
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
 from embbench.explain import explain
@@ -22,8 +23,6 @@ from embbench.results import RunData
 from embbench.stats import (
     RESAMPLES,
     aggregate,
-    compare_runs,
-    compare_to_baseline,
     failed_cells,
     records,
     winners,

@@ -18,71 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.columns import SUMMARY_COLUMNS, check_names
 from embbench.errors import ResultsError
 
 SCHEMA_VERSION = 1
 
-# The first block is a contract (DESIGN.md); the rest may grow.
-SUMMARY_COLUMNS = [
-    "variant",
-    "concurrency",
-    "repeat",
-    "payload",
-    "padding",
-    "truncation",
-    "workers",
-    "threads",
-    "backend",
-    "status",
-    "requests",
-    "failures",
-    "duration_s",
-    "rps",
-    "latency_mean_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "latency_max_ms",
-    "cpu_pct_mean",
-    "cpu_pct_max",
-    "rss_mb_max",
-    "pss_mb_max",
-    "uss_mb_max",
-    "loadgen_cpu_pct_mean",
-    "cosine_min",
-    # extras
-    "label",
-    "cell",
-    "quantize",
-    "max_seq_length",
-    "protocol",
-    "model",
-    "url",
-    "cores",
-    "server_processes",
-    "load_processes",
-    "loadgen_cpu_pct_max",
-    "loadgen_saturated",
-    "oversubscribed",
-    "little_ratio",
-    "little_law_ok",
-    "cosine_threshold",
-    "correct",
-    "errors_connection",
-    "errors_timeout",
-    "errors_429",
-    "errors_4xx",
-    "errors_5xx",
-    "errors_other",
-    "failure_reason",
-    "started_at",
-    "window_start",
-    "window_end",
-    "fill_s",
-    "steady_state",
-    "compute_threads",
-]
 REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
 SAMPLE_COLUMNS = [
     "time",
@@ -147,6 +87,7 @@ class SummaryWriter:
                 csv.writer(handle).writerow(SUMMARY_COLUMNS)
 
     def append(self, row: Mapping[str, Any]) -> None:
+        check_names(row)  # a key summary.csv has no column for is a bug, not a blank
         with self.path.open("a", newline="") as handle:
             csv.writer(handle).writerow([_csv_value(row.get(col)) for col in SUMMARY_COLUMNS])
 

@@ -19,66 +19,34 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from embbench import columns
+from embbench.columns import SUMMARY_COLUMNS
 from embbench.errors import UsageError
-from embbench.results import OK, SUMMARY_COLUMNS, RunData
+from embbench.results import OK
+
+# Derived from the column table: which columns aggregate how (columns.py says it once).
+MEDIAN_COLUMNS = tuple(c.name for c in columns.where(agg=columns.MEDIAN))
+INTERVAL_COLUMNS = tuple(c.name for c in columns.where(interval=True))
+ERROR_COLUMNS = columns.ERROR_COLUMNS
+NUMERIC_COLUMNS = tuple(c.name for c in columns.where(numeric=True))
+FIRST_COLUMNS = tuple(c.name for c in columns.where(agg=columns.FIRST) if c.name != "concurrency")
+SUM_COLUMNS = tuple(c.name for c in columns.where(agg=columns.SUM))
+MIN_COLUMNS = tuple(c.name for c in columns.where(agg=columns.MIN))
+FLAGS = tuple((c.name, c.name) for c in columns.where(agg=columns.ANY))
+FALSE_FLAGS = tuple((c.name, c.agg_name) for c in columns.where(agg=columns.ANY_FALSE))
+
+AGG_COLUMNS = [
+    "label", "concurrency", "variant", *FIRST_COLUMNS,
+    "n_repeats", "n_ok", "n_failed", "failed_cells", *SUM_COLUMNS,
+    *MEDIAN_COLUMNS, *MIN_COLUMNS,
+    *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "ci_low", "ci_high")),
+    *(name for _, name in FLAGS), *(name for _, name in FALSE_FLAGS),
+]  # fmt: skip
 
 CONFIDENCE = 0.95
 RESAMPLES = 4000
 SEED = 20261124
-
-# Medians over the ok repeats of a cell (label, concurrency).
-MEDIAN_COLUMNS = (
-    "rps", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-    "cpu_pct_mean", "cpu_pct_max", "rss_mb_max", "pss_mb_max", "uss_mb_max",
-    "loadgen_cpu_pct_mean",
-)  # fmt: skip
-# Columns that also get an interval and keep their per-repeat values (for ratios).
-INTERVAL_COLUMNS = ("rps", "latency_p50_ms", "latency_p99_ms")
-ERROR_COLUMNS = ("errors_connection", "errors_timeout", "errors_429", "errors_4xx",
-                 "errors_5xx", "errors_other")  # fmt: skip
-NUMERIC_COLUMNS = (
-    *MEDIAN_COLUMNS, *ERROR_COLUMNS, "concurrency", "repeat", "workers", "threads", "requests",
-    "failures", "duration_s", "cosine_min", "max_seq_length", "cores", "server_processes",
-    "load_processes", "loadgen_cpu_pct_max", "little_ratio", "cosine_threshold", "compute_threads",
-    "window_start", "window_end",
-)  # fmt: skip
-
-AGG_COLUMNS = [
-    "label", "concurrency", "variant", "backend", "quantize", "workers", "threads",
-    "n_repeats", "n_ok", "n_failed", "failed_cells", "requests", "failures",
-    *MEDIAN_COLUMNS, "cosine_min",
-    *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "ci_low", "ci_high")),
-    "oversubscribed", "loadgen_saturated", "little_law_off", "incorrect",
-]  # fmt: skip
-
 Interval = tuple[float, float]
-
-
-def median_interval(values: Iterable[float], seed: int = SEED) -> Interval | None:
-    """95 % percentile-bootstrap interval of the median; None with fewer than two values."""
-    data = _finite(values)
-    if data.size < 2:
-        return None
-    return _quantiles(_resampled_medians(data, np.random.default_rng(seed)))
-
-
-def ratio_interval(
-    numerator: Iterable[float], denominator: Iterable[float], seed: int = SEED
-) -> Interval | None:
-    """95 % bootstrap interval of median(numerator) / median(denominator).
-
-    Each side is resampled on its own (the repeats of two cells are independent). None when
-    either side has fewer than two values or a value that is not positive.
-    """
-    num, den = _finite(numerator), _finite(denominator)
-    if num.size < 2 or den.size < 2 or (den <= 0).any():
-        return None
-    rng = np.random.default_rng(seed)
-    return _quantiles(_resampled_medians(num, rng) / _resampled_medians(den, rng))
-
-
-def spans_one(interval: Interval | None) -> bool:
-    return interval is not None and interval[0] <= 1.0 <= interval[1]
 
 
 def prepare(summary: pd.DataFrame) -> pd.DataFrame:
@@ -127,31 +95,26 @@ def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
             "label": label,
             "concurrency": concurrency,
             "variant": str(group["variant"].iloc[0]),
-            "backend": _first(group["backend"]),
-            "quantize": _first(group["quantize"]),
-            "workers": _first(group["workers"]),
-            "threads": _first(group["threads"]),
+            **{column: _first(group[column]) for column in FIRST_COLUMNS},
             "n_repeats": len(group),
             "n_ok": len(ok),
             "n_failed": len(failed),
             "failed_cells": ", ".join(_cell_names(failed)),
-            "requests": float(ok["requests"].sum()),
-            "failures": float(ok["failures"].sum()),
+            **{column: float(ok[column].sum()) for column in SUM_COLUMNS},
         }
         for column in MEDIAN_COLUMNS:
             row[column] = _median(ok[column])
-        row["cosine_min"] = (
-            float(ok["cosine_min"].min()) if ok["cosine_min"].notna().any() else math.nan
-        )
+        for column in MIN_COLUMNS:
+            row[column] = float(ok[column].min()) if ok[column].notna().any() else math.nan
         for column in INTERVAL_COLUMNS:
             values = tuple(float(v) for v in ok[column].dropna())
             interval = median_interval(values)
             row[f"{column}_values"] = values
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = interval or (math.nan, math.nan)
-        row["oversubscribed"] = bool(is_true(group["oversubscribed"]).any())
-        row["loadgen_saturated"] = bool(is_true(group["loadgen_saturated"]).any())
-        row["little_law_off"] = bool(is_false(group["little_law_ok"]).any())
-        row["incorrect"] = bool(is_false(group["correct"]).any())
+        for column, name in FLAGS:
+            row[name] = bool(is_true(group[column]).any())
+        for column, name in FALSE_FLAGS:
+            row[name] = bool(is_false(group[column]).any())
         rows.append(row)
     return pd.DataFrame(rows, columns=AGG_COLUMNS)
 
@@ -203,86 +166,6 @@ def resolve_label(agg: pd.DataFrame, name: str) -> str:
     if len(matches) == 1:
         return str(matches[0])
     raise UsageError(f"unknown baseline {name!r}; labels in this run: {', '.join(labels)}")
-
-
-def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
-    """Per (label, concurrency), rps and p50 relative to the baseline at the same concurrency.
-
-    `rps_ratio` = rps / rps_base and `p50_ratio` = p50 / p50_base (ratios of medians), each with
-    a 95 % bootstrap interval when both sides have at least two ok repeats (NaN otherwise).
-    `significant` is about throughput: True only when the rps interval exists and excludes 1;
-    `p50_significant` is the same for latency. `has_interval` says whether intervals exist.
-    """
-    baseline = resolve_label(agg, baseline_label)
-    base = {row["concurrency"]: row for row in records(agg) if row["label"] == baseline}
-    rows: list[dict[str, Any]] = []
-    for row in records(agg):
-        if row["label"] == baseline:
-            continue
-        ref = base.get(row["concurrency"])
-        out: dict[str, Any] = {
-            "label": row["label"],
-            "concurrency": row["concurrency"],
-            "baseline": baseline,
-        }
-        intervals = []
-        for name, column in (("rps", "rps"), ("p50", "latency_p50_ms")):
-            ref_value = math.nan if ref is None else ref[column]
-            interval = (
-                None
-                if ref is None
-                else ratio_interval(row[f"{column}_values"], ref[f"{column}_values"])
-            )
-            intervals.append(interval)
-            out[f"{name}_ratio"] = _ratio(row[column], ref_value)
-            out[f"{name}_ratio_ci_low"], out[f"{name}_ratio_ci_high"] = interval or (
-                math.nan,
-                math.nan,
-            )
-            out[f"{name}_significant"] = interval is not None and not spans_one(interval)
-        out["significant"] = out["rps_significant"]
-        out["has_interval"] = intervals[0] is not None
-        rows.append(out)
-    return pd.DataFrame(rows)
-
-
-COMPARE_COLUMNS = [
-    "label", "concurrency", "rps_a", "rps_b", "rps_ratio", "rps_ratio_ci_low",
-    "rps_ratio_ci_high", "significant", "p50_ratio", "p99_ratio", "cpu_ratio", "pss_ratio",
-]  # fmt: skip
-
-
-def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
-    """Per (label, concurrency) present in either run: medians of a and b and the ratios b / a.
-
-    The rps ratio carries a bootstrap interval and `significant` like compare_to_baseline.
-    """
-    agg_a, agg_b = aggregate(a.summary), aggregate(b.summary)
-    merged = agg_a.merge(agg_b, on=["label", "concurrency"], how="outer", suffixes=("_a", "_b"))
-    rows: list[dict[str, Any]] = []
-    for row in records(merged):
-        interval = ratio_interval(
-            _values(row.get("rps_values_b")), _values(row.get("rps_values_a"))
-        )
-        rows.append(
-            {
-                "label": row["label"],
-                "concurrency": row["concurrency"],
-                "rps_a": row["rps_a"],
-                "rps_b": row["rps_b"],
-                "rps_ratio": _ratio(row["rps_b"], row["rps_a"]),
-                "rps_ratio_ci_low": math.nan if interval is None else interval[0],
-                "rps_ratio_ci_high": math.nan if interval is None else interval[1],
-                "significant": interval is not None and not spans_one(interval),
-                "p50_ratio": _ratio(row["latency_p50_ms_b"], row["latency_p50_ms_a"]),
-                "p99_ratio": _ratio(row["latency_p99_ms_b"], row["latency_p99_ms_a"]),
-                "cpu_ratio": _ratio(row["cpu_pct_mean_b"], row["cpu_pct_mean_a"]),
-                "pss_ratio": _ratio(row["pss_mb_max_b"], row["pss_mb_max_a"]),
-            }
-        )
-    order = {label: i for i, label in enumerate(dict.fromkeys([*agg_a["label"], *agg_b["label"]]))}
-    rows.sort(key=lambda row: (order[row["label"]], row["concurrency"]))
-    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
 def failed_cells(summary: pd.DataFrame) -> pd.DataFrame:
@@ -393,6 +276,33 @@ def _ratio(numerator: Any, denominator: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return num / den if den > 0 and not math.isnan(num) else math.nan
+
+
+def median_interval(values: Iterable[float], seed: int = SEED) -> Interval | None:
+    """95 % percentile-bootstrap interval of the median; None with fewer than two values."""
+    data = _finite(values)
+    if data.size < 2:
+        return None
+    return _quantiles(_resampled_medians(data, np.random.default_rng(seed)))
+
+
+def ratio_interval(
+    numerator: Iterable[float], denominator: Iterable[float], seed: int = SEED
+) -> Interval | None:
+    """95 % bootstrap interval of median(numerator) / median(denominator).
+
+    Each side is resampled on its own (the repeats of two cells are independent). None when
+    either side has fewer than two values or a value that is not positive.
+    """
+    num, den = _finite(numerator), _finite(denominator)
+    if num.size < 2 or den.size < 2 or (den <= 0).any():
+        return None
+    rng = np.random.default_rng(seed)
+    return _quantiles(_resampled_medians(num, rng) / _resampled_medians(den, rng))
+
+
+def spans_one(interval: Interval | None) -> bool:
+    return interval is not None and interval[0] <= 1.0 <= interval[1]
 
 
 def _values(value: Any) -> Sequence[float]:

@@ -1,0 +1,171 @@
+"""The columns of summary.csv, each declared once: its type, unit, how it aggregates over the
+repeats of a cell, and its heading in the report's and the console's tables.
+
+summary.csv's header, the statistics (stats.py), the report's tables and the CLI's tables all
+derive from `COLUMNS`, as pyperf's `Run`/`Benchmark` own their values and readers never spell
+field names of their own. Adding a metric means one entry here plus the code that computes it.
+The first block is DESIGN.md's contract (names and order); the rest may grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# How a column aggregates over the ok repeats of one (label, concurrency):
+MEDIAN, MIN, SUM, FIRST, ANY, ANY_FALSE, NONE = (
+    "median", "min", "sum", "first", "any", "any_false", "none"
+)  # fmt: skip
+REPORT, CONSOLE = "report", "console"  # the tables a column appears in
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: type = float
+    unit: str = ""
+    agg: str = NONE
+    # A 95 % interval over repeats, and the per-repeat values kept for comparisons.
+    interval: bool = False
+    heading: str = ""  # in the report's and the console's tables
+    digits: int = 1
+    show: frozenset[str] = frozenset()
+    # For ANY / ANY_FALSE flags: the name of the aggregated flag (e.g. little_law_off).
+    agg_name: str = ""
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in (int, float)
+
+
+def _c(name: str, kind: type = float, **kw: Any) -> Column:
+    show = kw.pop("show", ())
+    return Column(name, kind, show=frozenset(show), **kw)
+
+
+_BOTH = (REPORT, CONSOLE)
+
+COLUMNS: tuple[Column, ...] = (
+    # -- the contract (DESIGN.md) ---------------------------------------------------------
+    _c("variant", str),
+    _c("concurrency", int, agg=FIRST),
+    _c("repeat", int),
+    _c("payload", str),
+    _c("padding", str),
+    _c("truncation", bool),
+    _c("workers", int, agg=FIRST),
+    _c("threads", int, agg=FIRST),
+    _c("backend", str, agg=FIRST),
+    _c("status", str),
+    _c("requests", int, agg=SUM),
+    _c("failures", int, agg=SUM),
+    _c("duration_s", float, unit="s"),
+    _c("rps", unit="requests/s", agg=MEDIAN, interval=True, heading="rps", show=_BOTH),
+    _c("latency_mean_ms", unit="ms", agg=MEDIAN),
+    _c("latency_p50_ms", unit="ms", agg=MEDIAN, interval=True, heading="p50 ms", digits=0,
+       show=_BOTH),
+    _c("latency_p90_ms", unit="ms"),
+    _c("latency_p95_ms", unit="ms", agg=MEDIAN, heading="p95 ms", digits=0, show=(REPORT,)),
+    _c("latency_p99_ms", unit="ms", agg=MEDIAN, interval=True, heading="p99 ms", digits=0,
+       show=_BOTH),
+    _c("latency_max_ms", unit="ms"),
+    _c("cpu_pct_mean", unit="%", agg=MEDIAN, heading="CPU %", digits=0, show=_BOTH),
+    _c("cpu_pct_max", unit="%", agg=MEDIAN),
+    _c("rss_mb_max", unit="MB", agg=MEDIAN, heading="RSS MB", digits=0, show=(REPORT,)),
+    _c("pss_mb_max", unit="MB", agg=MEDIAN, heading="PSS MB", digits=0, show=_BOTH),
+    _c("uss_mb_max", unit="MB", agg=MEDIAN),
+    _c("loadgen_cpu_pct_mean", unit="%", agg=MEDIAN, heading="loadgen CPU %", digits=0,
+       show=_BOTH),
+    _c("cosine_min", agg=MIN, heading="cosine min", digits=4, show=_BOTH),
+    # -- extras -------------------------------------------------------------------------------
+    _c("label", str),
+    _c("cell", str),
+    _c("quantize", str, agg=FIRST),
+    _c("max_seq_length", int),
+    _c("protocol", str),
+    _c("model", str),
+    _c("url", str),
+    _c("cores", int),
+    _c("server_processes", int),
+    _c("load_processes", int),
+    _c("loadgen_cpu_pct_max", unit="%"),
+    _c("loadgen_saturated", bool, agg=ANY),
+    _c("oversubscribed", bool, agg=ANY),
+    _c("little_ratio"),
+    _c("little_law_ok", bool, agg=ANY_FALSE, agg_name="little_law_off"),
+    _c("cosine_threshold"),
+    _c("correct", bool, agg=ANY_FALSE, agg_name="incorrect"),
+    _c("errors_connection", int),
+    _c("errors_timeout", int),
+    _c("errors_429", int),
+    _c("errors_4xx", int),
+    _c("errors_5xx", int),
+    _c("errors_other", int),
+    _c("failure_reason", str),
+    _c("started_at", float, unit="s"),
+    _c("window_start", float, unit="s"),
+    _c("window_end", float, unit="s"),
+    _c("fill_s", float, unit="s"),
+    _c("steady_state", bool),
+    _c("compute_threads", int),
+)  # fmt: skip
+
+BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}
+SUMMARY_COLUMNS: list[str] = [c.name for c in COLUMNS]
+ERROR_COLUMNS: tuple[str, ...] = tuple(c for c in SUMMARY_COLUMNS if c.startswith("errors_"))
+
+
+def where(*, agg: str | None = None, show: str | None = None, interval: bool | None = None,
+          numeric: bool | None = None) -> list[Column]:  # fmt: skip
+    """The columns with the given traits, in declaration order."""
+    return [
+        c
+        for c in COLUMNS
+        if (agg is None or c.agg == agg)
+        and (show is None or show in c.show)
+        and (interval is None or c.interval == interval)
+        and (numeric is None or c.numeric == numeric)
+    ]
+
+
+class Row(dict[str, Any]):
+    """One summary row: every column present (None until measured), no other key accepted.
+
+    A misspelt metric fails where it is written, not silently as a blank cell in summary.csv.
+    """
+
+    def __init__(self, values: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        super().__init__(dict.fromkeys(SUMMARY_COLUMNS))
+        self.update(values or {}, **kw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in BY_NAME:
+            raise KeyError(f"{key!r} is not a summary column (declare it in columns.py)")
+        super().__setitem__(key, value)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in BY_NAME:
+            raise KeyError(f"{key!r} is not a summary column")
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        value = self[key]
+        return default if value is None else value
+
+    def update(self, *args: Any, **kw: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        # "Not yet set" is None here, since every column is present from the start.
+        if self[key] is None:
+            self[key] = default
+        return self[key]
+
+
+def check_names(names: Iterable[str]) -> None:
+    """Raise KeyError naming the first name that is not a column."""
+    for name in names:
+        if name not in BY_NAME:
+            raise KeyError(f"{name!r} is not a summary column")
