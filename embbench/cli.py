@@ -1,6 +1,7 @@
-"""The command line: parse options into config objects, call the core, render with Rich.
+"""The command line: parse options into config objects, call the core, render the outcome.
 
 No measuring or serving logic lives here; each command forwards to an importable function.
+Server and run flags are not written here: cli_options.py derives them from the declarations.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ from typing import Any, TypeVar
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from embbench import config as cfg
+from embbench.cli_options import run_flags, server_flags
+from embbench.cli_render import (
+    console,
+    err_console,
+    fmt,
+    print_table,
+    progress_for_stderr,
+    render_aggregate,
+    render_rows,
+)
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
-from embbench.progress import Progress as RunProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -29,8 +36,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Benchmark the ways of serving a sentence-embedding model, with real servers and load.",
 )
-console = Console()
-err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 try:  # recent Typer vendors its own copy of click: its usage errors are not click's
@@ -58,224 +63,78 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# -- server options shared by serve and run ---------------------------------------------------
-
-ModelOpt = typer.Option(
-    None, "--model", help="Local folder or hub id (offline). Default: bundled all-MiniLM-L6-v2."
-)
-HostOpt = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1).")
-PortOpt = typer.Option(None, "--port", help="Port (default: a free one).")
-WorkersOpt = typer.Option(None, "--workers", help="Worker processes (per-worker, preload).")
-ThreadsOpt = typer.Option(
-    None, "--threads", help="Intra-op threads per stream (default cores // (workers x streams))."
-)
-HttpOpt = typer.Option(None, "--http", help="fastapi (default) | asgi: the layer before the API.")
-StreamsOpt = typer.Option(
-    None, "--streams", help="Forward passes at once per process (shared-rwlock, batched)."
-)
-PaddingOpt = typer.Option(None, "--padding", help="longest | max_length.")
-TruncOpt = typer.Option(
-    None, "--truncation/--no-truncation", help="Truncate inputs to max_seq_length."
-)
-SeqOpt = typer.Option(
-    None, "--max-seq-length", help="Tokens kept when truncating (default: the model's)."
-)
-BackendOpt = typer.Option(None, "--backend", help="torch | onnx.")
-QuantOpt = typer.Option(None, "--quantize", help="none | int8 (onnx only).")
-BatchOpt = typer.Option(None, "--max-batch-size", help="Largest batch (batched).")
-OmpOpt = typer.Option(None, "--omp-wait-policy", help="passive (default) | active | default.")
-
-
-def server_overrides(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
 @app.command()
 def variants() -> None:
     """List the serving strategies embbench can run."""
     from embbench.variants import REGISTRY
 
-    table = Table(title="embbench variants")
-    for column in ("name", "what it is", "workers", "protocol", "seed analogue"):
-        table.add_column(column)
-    for variant in REGISTRY.values():
-        table.add_row(
-            variant.name,
-            variant.summary,
-            "external" if variant.external else str(variant.default_workers),
-            variant.protocol,
-            variant.seed_analogue,
-        )
-    console.print(table)
+    print_table(
+        "embbench variants",
+        ["name", "what it is", "workers", "protocol", "seed analogue"],
+        [
+            [v.name, v.summary, "external" if v.external else str(v.default_workers),
+             v.protocol, v.seed_analogue]
+            for v in REGISTRY.values()
+        ],
+    )  # fmt: skip
 
 
 @app.command()
 @friendly
+@server_flags()
 def serve(
     variant: str = typer.Option(..., "--variant", help="Variant to run (see `embbench variants`)."),
-    model: str | None = ModelOpt,
-    host: str | None = HostOpt,
-    port: int | None = PortOpt,
-    workers: int | None = WorkersOpt,
-    threads: int | None = ThreadsOpt,
-    padding: str | None = PaddingOpt,
-    truncation: bool | None = TruncOpt,
-    max_seq_length: int | None = SeqOpt,
-    backend: str | None = BackendOpt,
-    quantize: str | None = QuantOpt,
-    max_batch_size: int | None = BatchOpt,
-    omp_wait_policy: str | None = OmpOpt,
-    streams: int | None = StreamsOpt,
-    http: str | None = HttpOpt,
+    server: dict[str, Any] | None = None,
 ) -> None:
     """Run one server in the foreground until Ctrl-C."""
     from embbench.serve import serve_foreground
 
-    options = cfg.override_options(
-        cfg.ServerOptions(),
-        server_overrides(
-            model=model,
-            host=host,
-            port=port if port is not None else 8000,
-            workers=workers,
-            threads=threads,
-            padding=padding,
-            truncation=truncation,
-            max_seq_length=max_seq_length,
-            backend=backend,
-            quantize=quantize,
-            max_batch_size=max_batch_size,
-            omp_wait_policy=omp_wait_policy,
-            streams=streams,
-            http=http,
-        ),
-    )
+    given = dict(server or {})
+    if given.get("port") is None:
+        given["port"] = 8000
+    options = cfg.override_options(cfg.ServerOptions(), given)
     code = serve_foreground(
         variant,
         options,
         on_ready=lambda url: err_console.print(
-            f"[green]{variant}[/] ready at {url}  (Ctrl-C to stop)"
+            f"[green]{escape(variant)}[/] ready at {escape(url)}  (Ctrl-C to stop)"
         ),
     )
     raise typer.Exit(code)
 
 
-def parse_levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(
-            f"--concurrency takes integers separated by commas, got {text!r}"
-        ) from None
-    return levels
-
-
 @app.command()
 @friendly
+@server_flags()
+@run_flags(skip=("out",))
 def run(
     variant: list[str] = typer.Option([], "--variant", help="Variant(s) to measure; repeatable."),
     config_file: Path | None = typer.Option(
         None, "--config", help="TOML run file (configs/*.toml)."
     ),
-    concurrency: str | None = typer.Option(None, "--concurrency", help="Levels, e.g. 10,100,1000."),
-    duration: float | None = typer.Option(None, "--duration", help="Measured seconds per cell."),
-    warmup: float | None = typer.Option(None, "--warmup", help="Seconds of load excluded first."),
-    repeats: int | None = typer.Option(
-        None, "--repeats", help="Repeats of every cell (interleaved)."
-    ),
-    payload: str | None = typer.Option(None, "--payload", help="short | medium | long | mixed."),
     out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
-    run_id: str | None = typer.Option(None, "--run-id", help="Name of the run folder."),
-    url: str | None = typer.Option(None, "--url", help="Drive a server already running there."),
-    protocol: str | None = typer.Option(
-        None, "--protocol", help="predict | tei | openai (with --url)."
-    ),
-    pid: int | None = typer.Option(None, "--pid", help="Process to sample (with --url)."),
     label: str | None = typer.Option(None, "--label", help="Row label (with --url)."),
-    load_processes: int | None = typer.Option(None, "--load-processes", help="Locust --processes."),
-    load_workers: int | None = typer.Option(
-        None, "--load-workers", help="Wait for N `embbench load-worker`s (other machines)."
-    ),
-    master_port: int | None = typer.Option(None, "--master-port", help="Locust master port."),
-    model: str | None = ModelOpt,
-    host: str | None = HostOpt,
-    port: int | None = PortOpt,
-    workers: int | None = WorkersOpt,
-    threads: int | None = ThreadsOpt,
-    padding: str | None = PaddingOpt,
-    truncation: bool | None = TruncOpt,
-    max_seq_length: int | None = SeqOpt,
-    backend: str | None = BackendOpt,
-    quantize: str | None = QuantOpt,
-    max_batch_size: int | None = BatchOpt,
-    omp_wait_policy: str | None = OmpOpt,
-    streams: int | None = StreamsOpt,
-    http: str | None = HttpOpt,
+    server: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Measure variants under Locust load; results go to results/<run-id>/."""
     from embbench.runner import run_benchmark
 
-    overrides = server_overrides(
-        model=model,
-        host=host,
-        port=port,
-        workers=workers,
-        threads=threads,
-        padding=padding,
-        truncation=truncation,
-        max_seq_length=max_seq_length,
-        backend=backend,
-        quantize=quantize,
-        max_batch_size=max_batch_size,
-        omp_wait_policy=omp_wait_policy,
-        streams=streams,
-        http=http,
+    config = cfg.build_run_config(
+        file=config_file,
+        variants=variant,
+        server=server,
+        settings={**(settings or {}), "out": str(out) if out else None},
+        label=label,
     )
-    settings: dict[str, Any] = {}
-    runs: list[cfg.VariantRun] = []
-    if config_file is not None:
-        settings, runs = cfg.load_run_file(config_file)
-    if variant:
-        # Variants named on the command line replace the file's list, keeping its options.
-        by_name = {r.name: r for r in runs}
-        runs = [by_name.get(name, cfg.VariantRun(name=name)) for name in variant]
-    runs = [
-        cfg.VariantRun(r.name, cfg.override_options(r.options, overrides), r.label) for r in runs
-    ]
-    if url is not None:
-        runs = [
-            cfg.VariantRun(
-                name="external",
-                options=cfg.override_options(cfg.ServerOptions(), overrides),
-                label=label or "external",
-            )
-        ]
-    flags = {
-        "concurrency": parse_levels(concurrency) if concurrency else None,
-        "duration": duration,
-        "warmup": warmup,
-        "repeats": repeats,
-        "payload": payload,
-        "out": str(out) if out else None,
-        "run_id": run_id,
-        "url": url,
-        "protocol": protocol,
-        "pid": pid,
-        "load_processes": load_processes,
-        "load_workers": load_workers,
-        "master_port": master_port,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        config = cfg.RunConfig(variants=tuple(runs), **settings)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
-    # SIGTERM (a CI timeout, `kill`) takes the same path as Ctrl-C: stop servers, keep cells.
+    # SIGTERM and SIGHUP (a CI timeout, `kill`, a closed terminal) take Ctrl-C's path: stop
+    # servers, keep cells.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with RichProgress() as progress:
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+    with progress_for_stderr() as progress:
         outcome = run_benchmark(config, progress)
     render_rows(outcome.rows, title=f"run {outcome.run_dir.name}")
-    console.print(f"results: {outcome.run_dir}")
+    console.print(f"results: {outcome.run_dir}", markup=False, highlight=False)
     if outcome.interrupted:
         err_console.print("[yellow]interrupted[/]: the cells measured so far are kept.")
         raise typer.Exit(int(ExitStatus.INTERRUPTED))
@@ -355,7 +214,7 @@ def ceiling(
     ),
     payload: str = typer.Option("short", "--payload", help="short | medium | long | mixed."),
     seconds: float = typer.Option(3.0, "--seconds", help="Seconds per measurement."),
-    model: str | None = ModelOpt,
+    model: str | None = typer.Option(None, "--model", help="Local folder (default: bundled)."),
 ) -> None:
     """The offline ceiling: one bare forward pass and the best batched sentences/s, no HTTP.
 
@@ -368,20 +227,7 @@ def ceiling(
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be positive, got {value}")
 
-    table = Table(
-        title="offline ceiling (tokenise + forward + pool, no HTTP)",
-        caption="* the best layout: the ceiling a server of that backend is set against",
-    )
-    for column in (
-        "backend",
-        "quantize",
-        "threads",
-        "streams",
-        "batch 1 p50 ms",
-        "best sentences/s",
-        "at batch",
-    ):
-        table.add_column(column, justify="left" if column in ("backend", "quantize") else "right")
+    rows = []
     for name in backend:
         cfg.ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
         try:
@@ -399,38 +245,17 @@ def ceiling(
         best = (result["threads"], result["streams"])
         for layout in result["layouts"]:
             mark = " *" if (layout["threads"], layout["streams"]) == best else ""
-            table.add_row(
-                name + mark,
-                result["quantize"],
-                str(layout["threads"]),
-                str(layout["streams"]),
-                _fmt(layout["batch1_ms"], 2),
-                _fmt(layout["sentences_per_s"]),
-                str(layout["best_batch"]),
-            )
-    console.print(table)
-
-
-def render_aggregate(table: Any, title: str) -> None:
-    view = Table(title=title)
-    columns = [
-        ("label", "variant"),
-        ("concurrency", "c"),
-        ("rps", "rps"),
-        ("latency_p50_ms", "p50 ms"),
-        ("latency_p99_ms", "p99 ms"),
-        ("cpu_pct_mean", "CPU %"),
-        ("pss_mb_max", "PSS MB"),
-        ("cosine_min", "cosine"),
-    ]
-    present = [(key, name) for key, name in columns if key in table.columns]
-    for _, name in present:
-        view.add_column(name, justify="left" if name == "variant" else "right")
-    for record in table.to_dict("records"):
-        view.add_row(
-            *(escape(_fmt(record.get(key), 5 if key == "cosine_min" else 1)) for key, _ in present)
-        )
-    console.print(view)
+            rows.append(
+                [name + mark, result["quantize"], str(layout["threads"]), str(layout["streams"]),
+                 fmt(layout["batch1_ms"], 2), fmt(layout["sentences_per_s"]),
+                 str(layout["best_batch"])]
+            )  # fmt: skip
+    print_table(
+        "offline ceiling (tokenise + forward + pool, no HTTP; * the best layout)",
+        ["backend", "quantize", "threads", "streams", "batch 1 p50 ms", "best sentences/s",
+         "at batch"],
+        rows,
+    )  # fmt: skip
 
 
 def _winner_lines(table: Any) -> list[str]:
@@ -440,125 +265,13 @@ def _winner_lines(table: Any) -> list[str]:
     for record in winners(table).to_dict("records"):
         lines.append(
             f"winner at c={record.get('concurrency')}: {record.get('label')} "
-            f"({_fmt(record.get('rps'))} rps)"
+            f"({fmt(record.get('rps'))} rps)"
         )
     return lines
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None or value == "" or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def render_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
-    table = Table(title=title)
-    for column in (
-        "variant",
-        "c",
-        "rep",
-        "status",
-        "rps",
-        "p50 ms",
-        "p99 ms",
-        "CPU %",
-        "PSS MB",
-        "loadgen %",
-        "cosine",
-    ):
-        table.add_column(column, justify="left" if column in ("variant", "status") else "right")
-    for row in rows:
-        status = str(row.get("status"))
-        flags = []
-        if row.get("loadgen_saturated"):
-            flags.append("loadgen saturated")
-        if row.get("oversubscribed"):
-            flags.append("oversubscribed")
-        if row.get("little_law_ok") is False:
-            flags.append("little's law")
-        table.add_row(
-            escape(str(row.get("label") or row.get("variant"))),
-            str(row.get("concurrency")),
-            str(row.get("repeat")),
-            status + (f" ({', '.join(flags)})" if flags else ""),
-            _fmt(row.get("rps")),
-            _fmt(row.get("latency_p50_ms")),
-            _fmt(row.get("latency_p99_ms")),
-            _fmt(row.get("cpu_pct_mean"), 0),
-            _fmt(row.get("pss_mb_max"), 0),
-            _fmt(row.get("loadgen_cpu_pct_mean"), 0),
-            _fmt(row.get("cosine_min"), 5),
-        )
-    console.print(table)
-
-
-class RichProgress(RunProgress):
-    """The runner's Progress, drawn as a Rich progress bar with live rps and latency."""
-
-    def __init__(self) -> None:
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[live]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-        )
-        self._task: Any = None
-
-    def __enter__(self) -> RichProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(None, None, None)
-
-    def run_started(self, run_dir: Path, cells: Sequence[Any]) -> None:
-        self._bar.console.print(f"run {run_dir.name}: {len(cells)} cells -> {run_dir}")
-        self._task = self._bar.add_task("starting", total=len(cells), live="")
-
-    def cell_started(self, cell: Any) -> None:
-        self._bar.update(
-            self._task,
-            description=escape(f"{cell.run.display} c={cell.concurrency}"),
-            live="starting server",
-        )
-
-    def cell_live(
-        self,
-        cell: Any,
-        phase: str,
-        elapsed: float,
-        total: float,
-        rps: float | None,
-        p50_ms: float | None,
-    ) -> None:
-        live = f"{phase} {elapsed:4.0f}/{total:.0f}s"
-        if rps is not None:
-            live += f"  {rps:7.1f} rps"
-        if p50_ms is not None:
-            live += f"  p50 {p50_ms:7.1f} ms"
-        self._bar.update(self._task, live=live)
-
-    def cell_finished(self, cell: Any, row: dict[str, Any]) -> None:
-        self._bar.advance(self._task)
-        status = row.get("status")
-        line = (
-            f"{cell.index + 1:>3} {row.get('label')} c={cell.concurrency} r={cell.repeat}: "
-            f"{status} {_fmt(row.get('rps'))} rps p50 {_fmt(row.get('latency_p50_ms'))} ms"
-        )
-        if row.get("failure_reason"):
-            line += f" - {str(row['failure_reason'])[:200]}"
-        self._bar.console.print(line, highlight=False, markup=False)
-
-    def warn(self, message: str) -> None:
-        self._bar.console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

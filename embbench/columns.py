@@ -109,6 +109,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("fill_s", float, unit="s"),
     _c("steady_state", bool),
     _c("compute_threads", int),
+    _c("quiet_s", unit="s"),  # waited for the machine to be quiet before the server started
+    _c("quiet_cpu_pct", unit="%"),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}

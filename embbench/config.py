@@ -123,6 +123,11 @@ class RunConfig:
     master_port: int = option(5557, "Locust master port.", minimum=1, maximum=65535, label=None)
     startup_timeout: float = 180.0
     seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
+    # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.
+    order: str = option(
+        "alternate", "alternate (reversed every other repeat) | shuffle (seeded) | fixed.",
+        choices=("alternate", "shuffle", "fixed"), label=None,
+    )  # fmt: skip
     # Measure the offline ceiling of every backend in the run, before the cells and again after
     # them (embbench.ceiling), each measurement `ceiling_seconds` long.
     ceiling: bool = False

@@ -13,7 +13,6 @@ import pandas as pd
 
 from embbench.stats import error_kinds, is_false, is_true, prepare, records, winners
 
-MULTI_PROCESS = ("per-worker", "preload")
 # Below this much idle CPU (% of all cores) a mutex is not what holds a server back.
 IDLE_WORTH_SAYING = 10.0
 # Throughput within this factor of another counts as "about the same".
@@ -33,8 +32,8 @@ def explain(summary: pd.DataFrame, agg: pd.DataFrame, meta: Mapping[str, Any]) -
     best = {int(row["concurrency"]): row for row in records(winners(agg))}
     return [
         *_oversubscription(frame, agg, best, cores),
-        *_lock_contention(agg, cores),
-        *_memory_per_worker(agg),
+        *_lock_contention(agg, cores, meta),
+        *_memory_per_worker(agg, meta),
         *_saturated_loadgen(frame),
         *_little_law(frame),
         *_wrong_embeddings(frame),
@@ -92,13 +91,15 @@ def _oversubscription(
     return out
 
 
-def _lock_contention(agg: pd.DataFrame, cores: int) -> list[str]:
+def _lock_contention(agg: pd.DataFrame, cores: int, meta: Mapping[str, Any]) -> list[str]:
     if cores <= 0:
         return []
     capacity = cores * 100.0
     out = []
-    mutexes = records(agg[agg["variant"] == "shared-mutex"])
-    rwlocks = records(agg[agg["variant"] == "shared-rwlock"])
+    # One process, one model: a mutex set against a read-write lock over the same model.
+    single = agg[[not _trait(meta, v, "multi_process") for v in agg["variant"]]]
+    mutexes = records(single[[_trait(meta, v, "lock") == "mutex" for v in single["variant"]]])
+    rwlocks = records(single[[_trait(meta, v, "lock") == "rwlock" for v in single["variant"]]])
     for m in mutexes:
         for r in rwlocks:
             same = all(_same(m[k], r[k]) for k in ("concurrency", "backend", "quantize"))
@@ -118,10 +119,11 @@ def _lock_contention(agg: pd.DataFrame, cores: int) -> list[str]:
     return out
 
 
-def _memory_per_worker(agg: pd.DataFrame) -> list[str]:
+def _memory_per_worker(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     workers = pd.to_numeric(agg["workers"], errors="coerce").fillna(1)
-    multi = agg[agg["variant"].isin(MULTI_PROCESS) & (workers > 1)]
-    single = agg[~agg["variant"].isin(MULTI_PROCESS) & (workers <= 1) & agg["pss_mb_max"].notna()]
+    many = pd.Series([bool(_trait(meta, v, "multi_process")) for v in agg["variant"]], agg.index)
+    multi = agg[many & (workers > 1)]
+    single = agg[~many & (workers <= 1) & agg["pss_mb_max"].notna()]
     out = []
     for label in dict.fromkeys(multi["label"]):
         rows = multi[multi["label"] == label]
@@ -141,7 +143,8 @@ def _memory_per_worker(agg: pd.DataFrame) -> list[str]:
                 f"RSS {rss:.0f} MB) against {ref:.0f} MB PSS for one process ({names}): each "
                 f"extra worker costs about {(pss - ref) / (n - 1):.0f} MB."
             )
-        if rows["variant"].iloc[0] == "preload" and not math.isnan(rss) and rss > 0:
+        shares = _trait(meta, rows["variant"].iloc[0], "shared_memory")
+        if shares and not math.isnan(rss) and rss > 0:
             shared = rss - pss
             if shared / rss >= SHARED_WORTH_SAYING:
                 out.append(
@@ -284,6 +287,18 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
                 + ": what HTTP, JSON, queueing and the client add."
             )
     return out
+
+
+def _trait(meta: Mapping[str, Any], variant: Any, name: str) -> Any:
+    """A trait of a variant as the run recorded it; runs older than recorded traits take
+    the registry's (the variant's own declaration, not a name matched here)."""
+    recorded = (meta.get("traits") or {}).get(str(variant))
+    if isinstance(recorded, Mapping) and name in recorded:
+        return recorded[name]
+    from embbench.variants import REGISTRY
+
+    known = REGISTRY.get(str(variant))
+    return getattr(known.traits, name) if known is not None else None
 
 
 def _cores(meta: Mapping[str, Any], frame: pd.DataFrame) -> int:

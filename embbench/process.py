@@ -11,7 +11,8 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -19,7 +20,21 @@ import httpx
 
 from embbench.children import spawn_group, stop_group
 from embbench.errors import PortInUseError, ServerStartError
-from embbench.variants.base import LaunchSpec
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """A command to run in its own process group, and what to do once it is stopped."""
+
+    argv: list[str]
+    env: dict[str, str]
+    protocol: str = "predict"
+    info: dict[str, object] = field(default_factory=dict)
+    # Extra clean-up after the process group is gone (a container to remove, say).
+    cleanup: Callable[[], None] | None = None
+    # The root of the process tree to sample, when it is not the launched process (a container's
+    # first process, whose parent is the engine, not the `docker run` client).
+    sample_pid: Callable[[], int | None] | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,6 +60,14 @@ def log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _load_failed(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error_type") == "load_failed"
 
 
 class ServerProcess:
@@ -80,6 +103,12 @@ class ServerProcess:
                     response = client.get(url + path)
                     if response.status_code == 200:
                         return
+                    if _load_failed(response):
+                        # The server said its model will not load: waiting longer changes nothing.
+                        raise ServerStartError(
+                            f"server failed to load its model ({response.text[:200]}); "
+                            f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                        )
                     last = f"HTTP {response.status_code}: {response.text[:200]}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from embbench.runner import Cell
+from embbench.plan import Cell
 
 
 class Progress:
     """What the runner tells whoever watches; every method does nothing unless overridden.
 
-    The CLI renders it with Rich; tests override one method to act at a given moment.
+    The CLI renders it with Rich (or plain lines off a terminal); tests override one method to
+    act at a given moment.
     """
 
     def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None:
@@ -33,11 +33,14 @@ class Progress:
     ) -> None:
         pass
 
-    def cell_finished(self, cell: Cell, row: dict[str, Any]) -> None:
+    def cell_finished(self, cell: Cell, row: Mapping[str, Any]) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        """Progress worth a line (a ceiling being measured), not a problem."""
+
     def warn(self, message: str) -> None:
-        pass
+        """Something that makes numbers less trustworthy (a saturated load generator)."""
 
 
 QuietProgress = Progress

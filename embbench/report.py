@@ -29,7 +29,6 @@ from embbench.stats import (
 )
 
 __all__ = [
-    "CHART_FILES",
     "aggregate",
     "compare_runs",
     "compare_to_baseline",
@@ -40,8 +39,6 @@ __all__ = [
     "winners",
 ]
 
-# Written by charts.write_charts, linked from report.md (paths relative to the run folder).
-CHART_FILES = ("throughput.png", "latency.png", "resources.png", "timeline.png")
 DEFAULT_OPTIONS = dataclasses.asdict(ServerOptions())
 
 
@@ -50,8 +47,8 @@ def render_markdown(
 ) -> str:
     """report.md: machine, versions, settings, tables, winners, ratios, reasons, charts.
 
-    `charts` are the chart paths to link, relative to the run folder (default: CHART_FILES
-    under charts/). An unknown `baseline` raises UsageError (from compare_to_baseline).
+    `charts` are the chart paths to link, relative to the run folder (default: every chart of
+    charts.CHARTS). An unknown `baseline` raises UsageError (from compare_to_baseline).
     """
     meta, agg = run.meta, aggregate(run.summary)
     lines = [f"# embbench report: run {_run_id(run)}", "", *_header(meta), ""]
@@ -75,7 +72,11 @@ def render_markdown(
     lines += ["## Why", "", *(reasons or ["Nothing in the data calls for an explanation."]), ""]
     lines += ["## Failed cells", "", *_failed_table(run.summary)]
     lines += ["", "## Charts", ""]
-    for path in charts if charts is not None else [f"charts/{name}" for name in CHART_FILES]:
+    if charts is None:
+        from embbench.charts import chart_links
+
+        charts = chart_links()
+    for path in charts:
         lines += [f"![{path.rsplit('/', 1)[-1].removesuffix('.png')}]({path})", ""]
     return "\n".join(lines).rstrip() + "\n"
 

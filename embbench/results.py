@@ -45,8 +45,51 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%d-%H%M%S")
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}")
+
+
+def check_out_dir(out: Path, run_id: str | None = None) -> None:
+    """Usage errors of --out and --run-id, before anything is made: the run folder must be a
+    new plain name inside `out`, and `out` a folder (or nothing yet)."""
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"--out {out} is a file, not a folder")
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise ResultsError(
+            f"--run-id {run_id!r} must be a plain folder name (letters, digits, _ . = -)"
+        )
+
+
+def mark_abandoned_runs(out: Path) -> list[Path]:
+    """Runs left "running" by a process that is gone (killed with -9, a machine that rebooted)
+    are marked "abandoned", so that nobody reads them as still in progress."""
+    marked = []
+    for meta_file in sorted(out.glob("*/run.json")) if out.is_dir() else []:
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        pid = meta.get("pid")
+        if meta.get("status") != "running" or (isinstance(pid, int) and _alive(pid)):
+            continue
+        meta["status"] = "abandoned"
+        write_json(meta_file, meta)
+        marked.append(meta_file.parent)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def create_run_dir(out: Path, run_id: str | None = None) -> Path:
     """Make results/<run-id>/ exclusively: an existing run is never written into."""
+    check_out_dir(out, run_id)
     out.mkdir(parents=True, exist_ok=True)
     base = run_id or new_run_id()
     for attempt in range(100):

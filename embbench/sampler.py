@@ -142,3 +142,22 @@ class Sampler:
 
     def latest(self) -> Sample | None:
         return self._samples[-1] if self._samples else None
+
+
+# The machine counts as quiet below this share of all its cores (what a previous cell's server
+# or a ceiling measurement leaves spinning down); waiting never takes longer than QUIET_MAX_S.
+QUIET_PCT = 25.0
+QUIET_MAX_S = 15.0
+
+
+def wait_quiet(
+    max_s: float = QUIET_MAX_S, threshold_pct: float = QUIET_PCT
+) -> tuple[float, float]:
+    """Wait until the whole machine's CPU use over half a second is below `threshold_pct`
+    (of all cores), or `max_s` passed. Returns (seconds waited, the last CPU % seen), so that
+    what quiet costs, and a machine that never got quiet, are both on record."""
+    started = time.monotonic()
+    load = psutil.cpu_percent(interval=0.5)
+    while load >= threshold_pct and time.monotonic() - started < max_s:
+        load = psutil.cpu_percent(interval=0.5)
+    return time.monotonic() - started, float(load)

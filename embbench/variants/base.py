@@ -1,31 +1,34 @@
-"""What a variant is: how to launch a server for it, and which protocol it speaks."""
+"""What a variant is: its traits, how to prepare and launch a server for it, its protocol.
+
+A variant owns its behaviour: the runner and the report never test a variant's name. They ask
+its `traits` (recorded in run.json, so that a report explains a run by what its servers were).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from embbench.config import ServerConfig, ServerOptions, cpu_count
 from embbench.errors import ConfigError
 from embbench.models import BUNDLED_MODEL, resolve_model
+from embbench.process import LaunchSpec
 
 
 @dataclass(frozen=True)
-class LaunchSpec:
-    """A command to run in its own process group, and what to do once it is stopped."""
+class Traits:
+    """What kind of server a variant runs: the facts the report's explanations rest on."""
 
-    argv: list[str]
-    env: dict[str, str]
-    protocol: str = "predict"
-    info: dict[str, object] = field(default_factory=dict)
-    # Extra clean-up after the process group is gone (a container to remove, say).
-    cleanup: Callable[[], None] | None = None
-    # The root of the process tree to sample, when it is not the launched process (a container's
-    # first process, whose parent is the engine, not the `docker run` client).
-    sample_pid: Callable[[], int | None] | None = None
+    ours: bool = True  # embbench's own server (False: a peer such as TEI or infinity)
+    # What keeps inferences apart in one process: "mutex" (one at a time), "rwlock" (readers
+    # overlap), "queue" (a batching queue), "" (not ours to say).
+    lock: str = "mutex"
+    overlap: bool = False  # may forward passes overlap inside one process?
+    multi_process: bool = False  # one model per worker process
+    shared_memory: bool = False  # workers share the model's pages (loaded before fork)
+    batching: bool = False  # requests are batched together
 
 
 class Variant:
@@ -35,14 +38,22 @@ class Variant:
     summary: str = ""
     seed_analogue: str = ""
     default_workers: int = 1
-    external: bool = False  # a peer server we do not write (TEI, infinity)
     protocol: str = "predict"
+    traits: Traits = Traits()
+
+    @property
+    def external(self) -> bool:
+        """A peer server we do not write (TEI, infinity)."""
+        return not self.traits.ours
 
     def processes(self, options: ServerOptions) -> int:
         return options.resolved_workers(self.default_workers)
 
     def check(self, options: ServerOptions) -> None:
         """Raise a UsageError if this variant cannot run here as asked (before anything starts)."""
+
+    def prepare(self, options: ServerOptions) -> None:
+        """Work done once before the first cell rather than in a cell's start-up."""
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         raise NotImplementedError
@@ -51,8 +62,7 @@ class Variant:
 class OwnVariant(Variant):
     """A server from embbench/servers with a given strategy and process model."""
 
-    strategy = "mutex"
-    preload = False
+    strategy = "mutex"  # a name in servers/strategies: how requests reach the model
 
     def streams(self, options: ServerOptions) -> int:
         if options.streams is not None:
@@ -60,7 +70,7 @@ class OwnVariant(Variant):
         # The rwlock pool lets as many inferences overlap as there are cores (each on `threads`
         # of its own, so by default it oversubscribes, and the report says so); the batched
         # variant runs one batch at a time unless told otherwise.
-        return max(2, cpu_count()) if self.strategy == "rwlock" else 1
+        return max(2, cpu_count()) if self.traits.lock == "rwlock" else 1
 
     def server_config(self, options: ServerOptions, port: int, ready_dir: str) -> ServerConfig:
         workers = self.processes(options)
@@ -76,17 +86,24 @@ class OwnVariant(Variant):
             options=options,
             strategy=self.strategy,
             streams=self.streams(options),
-            preload=self.preload,
+            preload=self.traits.shared_memory,
             ready_dir=ready_dir,
         )
 
     def check(self, options: ServerOptions) -> None:
-        if (options.streams or 1) > 1 and self.strategy not in ("rwlock", "batched"):
+        if (options.streams or 1) > 1 and not self.traits.overlap:
             raise ConfigError(
                 f"{self.name} runs one forward pass at a time per process; "
                 "streams applies to shared-rwlock and batched"
             )
         resolve_model(options.model)
+
+    def prepare(self, options: ServerOptions) -> None:
+        if options.backend == "onnx":
+            # The export takes a minute: once per run, not inside a cell's start-up timeout.
+            from embbench.servers.backends.onnx_export import export_onnx
+
+            export_onnx(resolve_model(options.model), quantize=options.quantize)
 
     def command(self, config: ServerConfig) -> list[str]:
         return [sys.executable, "-m", "embbench.servers"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from embbench.variants.base import OwnVariant
+from embbench.variants.base import OwnVariant, Traits
 
 
 class Batched(OwnVariant):
@@ -8,3 +8,4 @@ class Batched(OwnVariant):
     summary = "1 process, 1 model; a queue batches whatever requests wait, no artificial delay"
     seed_analogue = "TEI's router (dynamic batching)"
     strategy = "batched"
+    traits = Traits(lock="queue", overlap=True, batching=True)

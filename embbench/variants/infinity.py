@@ -15,7 +15,8 @@ from pathlib import Path
 from embbench.config import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.variants.base import LaunchSpec, Variant
+from embbench.process import LaunchSpec
+from embbench.variants.base import Traits, Variant
 
 # Must match the pin in scripts/install_infinity.sh (a unit test checks that it does).
 INFINITY_VERSION = "0.0.78"
@@ -44,7 +45,7 @@ class Infinity(Variant):
     summary = "infinity-emb (torch engine, CPU) in its own venv; its own dynamic batching"
     seed_analogue = "a peer server users pick instead"
     default_workers = 1
-    external = True
+    traits = Traits(ours=False, lock="queue", overlap=True, batching=True)
     protocol = "openai"
 
     def processes(self, options: ServerOptions) -> int:

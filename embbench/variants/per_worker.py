@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 
 from embbench.config import ServerConfig
-from embbench.variants.base import OwnVariant
+from embbench.variants.base import OwnVariant, Traits
 
 
 class PerWorker(OwnVariant):
@@ -11,6 +11,7 @@ class PerWorker(OwnVariant):
     summary = "W uvicorn worker processes (spawned), each loading its own model"
     seed_analogue = "Rust non-shared model"
     strategy = "mutex"
+    traits = Traits(lock="mutex", multi_process=True)
     default_workers = 2
 
     def command(self, config: ServerConfig) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 
 from embbench.config import ServerConfig
-from embbench.variants.base import OwnVariant
+from embbench.variants.base import OwnVariant, Traits
 
 
 class Preload(OwnVariant):
@@ -13,7 +13,7 @@ class Preload(OwnVariant):
     )
     seed_analogue = "the article's Python server (gunicorn --preload -w 10)"
     strategy = "mutex"
-    preload = True
+    traits = Traits(lock="mutex", multi_process=True, shared_memory=True)
     default_workers = 2
 
     def command(self, config: ServerConfig) -> list[str]:

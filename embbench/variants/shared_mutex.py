@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from embbench.variants.base import OwnVariant
+from embbench.variants.base import OwnVariant, Traits
 
 
 class SharedMutex(OwnVariant):
@@ -8,3 +8,4 @@ class SharedMutex(OwnVariant):
     summary = "1 process, 1 model; an async mutex lets one inference run at a time"
     seed_analogue = "Rust shared model + Mutex"
     strategy = "mutex"
+    traits = Traits(lock="mutex")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from embbench.variants.base import OwnVariant
+from embbench.variants.base import OwnVariant, Traits
 
 
 class SharedRWLock(OwnVariant):
@@ -10,3 +10,4 @@ class SharedRWLock(OwnVariant):
     )
     seed_analogue = "Rust shared model + tokio RwLock"
     strategy = "rwlock"
+    traits = Traits(lock="rwlock", overlap=True)

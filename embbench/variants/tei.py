@@ -21,7 +21,8 @@ from pathlib import Path
 from embbench.config import ServerOptions
 from embbench.errors import PeerUnavailableError
 from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.variants.base import LaunchSpec, Variant
+from embbench.process import LaunchSpec
+from embbench.variants.base import Traits, Variant
 
 # The CPU image, pinned to a release (x86-64). Tags are listed at
 # https://github.com/huggingface/text-embeddings-inference/pkgs/container/text-embeddings-inference
@@ -157,7 +158,7 @@ class Tei(Variant):
     summary = "Hugging Face Text Embeddings Inference, CPU Docker image (or --url to a running one)"
     seed_analogue = "TEI"
     default_workers = 1
-    external = True
+    traits = Traits(ours=False, lock="queue", overlap=True, batching=True)
     protocol = "tei"
 
     def processes(self, options: ServerOptions) -> int:

@@ -17,8 +17,10 @@ import pytest
 
 from embbench import results
 from embbench.config import RunConfig, VariantRun
+from embbench.plan import Cell
 from embbench.process import free_port
-from embbench.runner import Cell, QuietProgress, run_benchmark
+from embbench.progress import QuietProgress
+from embbench.runner import run_benchmark
 from tests.integration.conftest import serve_variant
 
 pytestmark = pytest.mark.integration

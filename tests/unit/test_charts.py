@@ -11,6 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from embbench.charts import (
+    CHART_FILES,
     HEIGHT_PX,
     WIDTH_PX,
     latency_figure,
@@ -19,7 +20,7 @@ from embbench.charts import (
     timeline_figure,
     write_charts,
 )
-from embbench.report import CHART_FILES, aggregate
+from embbench.report import aggregate
 from embbench.results import RunData, load_run
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"

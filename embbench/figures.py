@@ -1,0 +1,170 @@
+"""The summary charts of a run: throughput, latency and resources against concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from embbench.chartkit import (
+    NO_OK,
+    as_float,
+    by_label,
+    ceilings,
+    colors_of,
+    concurrency_axis,
+    finish,
+    new_figure,
+)
+
+PERCENTILES: tuple[tuple[str, str, Any], ...] = (
+    ("latency_p50_ms", "p50", "-"),
+    ("latency_p95_ms", "p95", "--"),
+    ("latency_p99_ms", "p99", ":"),
+)
+
+
+def throughput_figure(
+    agg: pd.DataFrame, meta: Mapping[str, Any], ceiling: pd.DataFrame | None = None
+) -> Figure:
+    """Median rps against concurrency per label (log x), 95 % intervals as error bars.
+
+    Cells whose load generator was saturated get a cross (their rps is a floor); the offline
+    ceiling (meta["ceiling"] or the `ceiling` frame) is a horizontal line per backend.
+    """
+    fig, ax = new_figure()
+    ok = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
+    colors = colors_of(agg)
+    for label, rows in by_label(ok):
+        low = (rows["rps"] - rows["rps_ci_low"]).fillna(0).clip(lower=0)
+        high = (rows["rps_ci_high"] - rows["rps"]).fillna(0).clip(lower=0)
+        ax.errorbar(
+            rows["concurrency"],
+            rows["rps"],
+            yerr=[low, high],
+            marker="o",
+            capsize=4,
+            color=colors[label],
+            label=label,
+        )
+    saturated = ok[ok["loadgen_saturated"].astype(bool)]
+    if len(saturated):
+        ax.scatter(
+            saturated["concurrency"],
+            saturated["rps"],
+            marker="x",
+            s=120,
+            color="black",
+            zorder=5,
+            label="loadgen saturated (a floor)",
+        )
+    for i, line in enumerate(ceilings(meta, ceiling)):
+        ax.axhline(
+            line["value"],
+            color=str(0.2 + 0.2 * (i % 3)),
+            linestyle="--",
+            linewidth=1.2,
+            label=f"offline ceiling ({line['name']})",
+        )
+    concurrency_axis(ax, agg)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("throughput (requests/s, median over repeats)")
+    return finish(fig, ax, meta, "Throughput by concurrency", NO_OK if ok.empty else "")
+
+
+def latency_figure(agg: pd.DataFrame, meta: Mapping[str, Any]) -> Figure:
+    """p50, p95 and p99 latency by concurrency (log-log); colour = label, style = percentile."""
+    fig, ax = new_figure()
+    ok = agg[(agg["n_ok"] > 0) & agg["latency_p50_ms"].notna()]
+    colors = colors_of(agg)
+    for label, rows in by_label(ok):
+        for column, _name, style in PERCENTILES:
+            ax.plot(
+                rows["concurrency"], rows[column], linestyle=style, marker="o", color=colors[label]
+            )
+    concurrency_axis(ax, agg)
+    if not ok.empty:
+        ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log scale; median over repeats)")
+    label_handles = [Line2D([], [], color=colors[lab], marker="o", label=lab) for lab in colors]
+    style_handles = [
+        Line2D([], [], color="black", linestyle=style, label=name)
+        for _column, name, style in PERCENTILES
+    ]
+    if label_handles:
+        first = ax.legend(
+            handles=label_handles,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            title="label",
+            fontsize=8,
+        )
+        ax.add_artist(first)
+    ax.legend(
+        handles=style_handles,
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+        title="percentile",
+        fontsize=8,
+    )
+    title = "Latency percentiles by concurrency"
+    return finish(fig, ax, meta, title, NO_OK if ok.empty else "", legend=False)
+
+
+def resources_figure(agg: pd.DataFrame, meta: Mapping[str, Any]) -> Figure:
+    """Server CPU % per label and concurrency (bar = mean, tick = max); peak RSS/PSS per label."""
+    fig = new_figure(columns=2)[0]
+    cpu_ax, mem_ax = fig.axes
+    ok = agg[agg["n_ok"] > 0]
+    labels = list(dict.fromkeys(ok["label"]))
+    levels = sorted(ok["concurrency"].unique())
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(levels), 1)
+    shades = matplotlib.colormaps["Blues"](np.linspace(0.45, 0.9, max(len(levels), 1)))
+    for i, level in enumerate(levels):
+        rows = ok[ok["concurrency"] == level].set_index("label").reindex(labels)
+        pos = x - 0.4 + width * (i + 0.5)
+        cpu_ax.bar(pos, rows["cpu_pct_mean"], width, color=shades[i], label=f"c={level} mean")
+        cpu_ax.scatter(
+            pos,
+            rows["cpu_pct_max"],
+            marker="_",
+            s=200,
+            color="black",
+            zorder=3,
+            label="max" if i == 0 else None,
+        )
+    cores = as_float((meta.get("host") or {}).get("cores"))
+    if cores > 0:
+        cpu_ax.axhline(
+            cores * 100,
+            color="firebrick",
+            linestyle="--",
+            linewidth=1,
+            label=f"all {cores:g} cores",
+        )
+    cpu_ax.set_ylabel("server CPU (%, summed over its processes)")
+    cpu_ax.set_ylim(0, max([*ok["cpu_pct_max"].dropna(), cores * 100 if cores > 0 else 1.0]) * 1.3)
+    cpu_ax.set_title("CPU by label and concurrency", fontsize=10)
+    peak = ok.groupby("label", sort=False)[["rss_mb_max", "pss_mb_max"]].max().reindex(labels)
+    for i, (column, name) in enumerate((("rss_mb_max", "RSS"), ("pss_mb_max", "PSS"))):
+        mem_ax.bar(
+            x - 0.2 + 0.4 * i,
+            peak[column],
+            0.4,
+            label=f"{name} peak",
+            color=("tab:orange", "tab:green")[i],
+        )
+    mem_ax.set_ylabel("memory (MB, peak over concurrency levels)")
+    mem_ax.set_title("Peak memory by label", fontsize=10)
+    for ax in (cpu_ax, mem_ax):
+        ax.set_xticks(x, labels, rotation=20 if len(labels) > 3 else 0, ha="right", fontsize=8)
+        ax.set_xlabel("label")
+        if labels:
+            ax.legend(fontsize=7)
+    return finish(fig, cpu_ax, meta, "Server resources", "" if labels else NO_OK, legend=False)
