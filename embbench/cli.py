@@ -259,14 +259,21 @@ def ceiling(
 
 
 def _winner_lines(table: Any) -> list[str]:
-    from embbench.report import winners
+    from embbench.compare import winners
 
     lines = []
     for record in winners(table).to_dict("records"):
-        lines.append(
-            f"winner at c={record.get('concurrency')}: {record.get('label')} "
-            f"({fmt(record.get('rps'))} rps)"
-        )
+        head = f"winner at c={record.get('concurrency')}: "
+        if record.get("decided"):
+            lines.append(
+                f"{head}{record.get('label')} ({fmt(record.get('rps'))} rps; "
+                f"against {record.get('runner_up') or 'no other label'}: {record.get('verdict')})"
+            )
+        else:
+            lines.append(
+                f"{head}none, {record.get('verdict')} between {record.get('label')} "
+                f"({fmt(record.get('rps'))} rps) and {record.get('runner_up')}"
+            )
     return lines
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.stats import error_kinds, is_false, is_true, prepare, records, winners
+from embbench.compare import winners
+from embbench.stats import error_kinds, is_false, is_true, prepare, records
 
 # Below this much idle CPU (% of all cores) a mutex is not what holds a server back.
 IDLE_WORTH_SAYING = 10.0

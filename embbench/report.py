@@ -14,19 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.compare import compare_runs, compare_to_baseline
+from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
 from embbench.explain import explain
 from embbench.metadata import describe_host
 from embbench.results import RunData
-from embbench.stats import (
-    RESAMPLES,
-    aggregate,
-    failed_cells,
-    records,
-    winners,
-)
+from embbench.stats import aggregate, failed_cells, records
 
 __all__ = [
     "aggregate",
@@ -55,16 +49,16 @@ def render_markdown(
     settings = _settings(meta.get("config") or {}) or ["Not recorded in run.json."]
     lines += ["## Settings", "", *settings, "", "## Results", ""]
     lines += [
-        "Medians over the repeats whose status is ok; in brackets, the 95 % percentile-"
-        f"bootstrap interval of the median ({RESAMPLES} resamples, fixed seed) where there are"
-        " at least two ok repeats (with two, it is their range). Latencies in ms; memory in MB,"
-        " peak over the measured window, summed over the server's processes.",
+        "Medians over the repeats whose status is ok; in brackets, the 95 % Student-t interval"
+        " of the geometric mean over those repeats, where there are at least two. Latencies in"
+        " ms; memory in MB, peak over the measured window, summed over the server's processes.",
         "",
     ]
     for concurrency in sorted(agg["concurrency"].unique()):
         rows = records(agg[agg["concurrency"] == concurrency])
         lines += [f"### Concurrency {concurrency}", "", *_table(RESULT_HEADERS, map(_result, rows))]
         lines += [""]
+    lines += ["## Noise floor", "", *_noise_table(agg), ""]
     lines += ["## Winners", "", *_winners_table(winners(agg)), ""]
     if baseline is not None:
         lines += [f"## Against {baseline}", "", *_baseline_table(agg, baseline), ""]
@@ -94,7 +88,7 @@ def render_compare_markdown(a: RunData, b: RunData, table: pd.DataFrame | None =
     rows = [
         [r["label"], f"{r['concurrency']:g}", _num(r["rps_a"], 1), _num(r["rps_b"], 1),
          _with_ci(r["rps_ratio"], r["rps_ratio_ci_low"], r["rps_ratio_ci_high"], 2),
-         _verdict(r["significant"], not math.isnan(r["rps_ratio_ci_low"])),
+         r["verdict"],
          *(_num(r[k], 2) for k in ("p50_ratio", "p99_ratio", "cpu_ratio", "pss_ratio"))]
         for r in records(table)
     ]  # fmt: skip
@@ -216,13 +210,47 @@ def _failed_table(summary: pd.DataFrame) -> list[str]:
 def _winners_table(table: pd.DataFrame) -> list[str]:
     rows = [
         [f"{r['concurrency']:g}",
-         r["label"] + (" (a floor: loadgen saturated)" if r["loadgen_saturated"] else ""),
+         (r["label"] if r["decided"] else f"none: tie within noise ({r['label']} leads)")
+         + (" (a floor: loadgen saturated)" if r["loadgen_saturated"] else ""),
          _num(r["rps"], 1), _num(r["latency_p99_ms"], 0), r["runner_up"] or "none",
-         "" if math.isnan(r["margin"]) else f"{r['margin']:.2f}×"]
+         "" if math.isnan(r["margin"]) else f"{r['margin']:.2f}×", r["verdict"]]
         for r in records(table)
     ]  # fmt: skip
-    headers = _cols("concurrency, winner, rps, p99 ms, runner-up, rps margin")
-    return _table(headers, rows) if rows else ["No cell finished with status ok."]
+    headers = _cols("concurrency, winner, rps, p99 ms, runner-up, rps margin, verdict")
+    note = [
+        "A winner is named only where its throughput beats the runner-up's with a paired "
+        "t-interval on the log ratio that excludes 1 (repeats pair by index); otherwise the "
+        "level is a tie within the noise shown.",
+        "",
+    ]
+    return [*note, *_table(headers, rows)] if rows else ["No cell finished with status ok."]
+
+
+def _noise_table(agg: pd.DataFrame) -> list[str]:
+    rows = [
+        [r["label"], f"{r['concurrency']:g}", f"{r['n_ok']}", _pct(r["rps_cv"]),
+         "±" + _pct(r["detectable_pct"] / 100) if r["detectable_pct"] == r["detectable_pct"]
+         else "too few repeats",
+         ", ".join(f for f, on in (("unstable (CV > 10 %)", r["unstable"]),
+                                   ("p99 imprecise (< 1000 requests)", r["p99_imprecise"])) if on)]
+        for r in records(agg)
+    ]  # fmt: skip
+    headers = _cols("label, concurrency, ok repeats, rps CV, detectable difference, flags")
+    return [
+        "How much the repeats of each cell spread (coefficient of variation of rps), and the "
+        "smallest throughput difference against a label with the same noise that this many "
+        "repeats could call significant.",
+        "",
+        *_table(headers, rows),
+    ]
+
+
+def _pct(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if math.isnan(number) else f"{100 * number:.1f} %"
 
 
 def _baseline_table(agg: pd.DataFrame, baseline: str) -> list[str]:
@@ -230,26 +258,29 @@ def _baseline_table(agg: pd.DataFrame, baseline: str) -> list[str]:
     rows = [
         [r["label"], f"{r['concurrency']:g}",
          _with_ci(r["rps_ratio"], r["rps_ratio_ci_low"], r["rps_ratio_ci_high"], 2),
-         _verdict(r["rps_significant"], r["has_interval"]),
+         _verdict(r["rps_verdict"], r["rps_noise_pct"]),
          _with_ci(r["p50_ratio"], r["p50_ratio_ci_low"], r["p50_ratio_ci_high"], 2),
-         _verdict(r["p50_significant"], not math.isnan(r["p50_ratio_ci_low"]))]
+         _verdict(r["p50_verdict"], r["p50_noise_pct"])]
         for r in records(table)
     ]  # fmt: skip
     base = table["baseline"].iloc[0] if len(table) else baseline
     headers = _cols("label, concurrency, rps ratio (95 % CI), throughput, p50 ratio (95 % CI), "
                     "latency")  # fmt: skip
     return [
-        f"Ratios to {base} at the same concurrency (ratios of medians; 95 % bootstrap interval"
-        " over the repeats of both sides; an interval that spans 1 is not significant).",
+        f"Ratios to {base} at the same concurrency (paired by repeat: the geometric mean of the"
+        ' per-repeat ratios, with the 95 % t-interval of the log ratio; "significant" only'
+        " where it excludes 1).",
         "",
         *_table(headers, rows),
     ]
 
 
-def _verdict(significant: Any, has_interval: Any) -> str:
-    if not has_interval:
-        return "no interval (< 2 ok repeats)"
-    return "significant" if significant else "not significant"
+def _verdict(word: Any, noise_pct: Any) -> str:
+    if word == "significant":
+        return "significant"
+    if word == "tie":
+        return f"tie within noise (±{float(noise_pct):.0f} %)"
+    return "too few repeats"
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -259,7 +290,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
         )
 
     text = ("label", "winner", "runner-up", "flags", "reason", "cell", "setting", "value",
-            "variant", "options", "status", "throughput", "latency")  # fmt: skip
+            "variant", "options", "status", "throughput", "latency", "verdict")  # fmt: skip
     return [line(headers), line("---" if h in text else "---:" for h in headers), *map(line, rows)]
 
 

@@ -1,12 +1,10 @@
-"""The numbers of a run: medians over repeats, their intervals, ratios and winners.
+"""The numbers of a run: medians over repeats and their spread.
 
 Pure functions of DataFrames; report.py puts them into words and charts.py into pictures.
-
-Intervals are percentile-bootstrap intervals of the median (and of a ratio of medians) with a
-fixed seed, so a report is reproducible byte for byte. With very few repeats they are narrow:
-with two repeats the 95 % interval of a median is exactly the range of the two values, and the
-interval of a ratio is [min a / max b, max a / min b]. An order-statistic interval would be the
-textbook choice, but it needs at least six repeats to reach 95 % coverage at all.
+Comparisons between labels live in compare.py, on verdicts.py's methods. The interval given
+with a median is the 95 % Student-t interval of the geometric mean over the ok repeats (the
+log scale, as verdicts.py compares): with two repeats it is honestly wide, where a percentile
+bootstrap would return the range of the two values and call it 95 %.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from embbench import columns
+from embbench import columns, verdicts
 from embbench.columns import SUMMARY_COLUMNS
 from embbench.errors import UsageError
 from embbench.results import OK
@@ -39,13 +37,12 @@ AGG_COLUMNS = [
     "label", "concurrency", "variant", *FIRST_COLUMNS,
     "n_repeats", "n_ok", "n_failed", "failed_cells", *SUM_COLUMNS,
     *MEDIAN_COLUMNS, *MIN_COLUMNS,
-    *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "ci_low", "ci_high")),
+    *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "by_repeat", "ci_low", "ci_high")),
+    "rps_cv", "unstable", "detectable_pct", "requests_min", "p99_imprecise",
     *(name for _, name in FLAGS), *(name for _, name in FALSE_FLAGS),
 ]  # fmt: skip
 
 CONFIDENCE = 0.95
-RESAMPLES = 4000
-SEED = 20261124
 Interval = tuple[float, float]
 
 
@@ -107,54 +104,29 @@ def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
         for column in MIN_COLUMNS:
             row[column] = float(ok[column].min()) if ok[column].notna().any() else math.nan
         for column in INTERVAL_COLUMNS:
-            values = tuple(float(v) for v in ok[column].dropna())
-            interval = median_interval(values)
+            present = ok[ok[column].notna()]
+            values = tuple(float(v) for v in present[column])
+            interval = mean_interval(values)
             row[f"{column}_values"] = values
+            # Keyed by repeat: comparisons pair label A's repeat r with label B's (compare.py).
+            row[f"{column}_by_repeat"] = dict(zip(present["repeat"], values, strict=True))
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = interval or (math.nan, math.nan)
+        # The noise floor: how much the repeats spread, and the smallest difference between
+        # two labels this noise lets a run of this size detect.
+        rps = row["rps_values"]
+        row["rps_cv"] = verdicts.cv(rps)
+        row["unstable"] = verdicts.unstable(rps)
+        row["detectable_pct"] = verdicts.detectable_pct(rps, rps, paired=False)
+        row["requests_min"] = float(ok["requests"].min()) if len(ok) else math.nan
+        row["p99_imprecise"] = bool(len(ok)) and verdicts.tail_imprecise(
+            int(row["requests_min"]) if row["requests_min"] == row["requests_min"] else 0
+        )
         for column, name in FLAGS:
             row[name] = bool(is_true(group[column]).any())
         for column, name in FALSE_FLAGS:
             row[name] = bool(is_false(group[column]).any())
         rows.append(row)
     return pd.DataFrame(rows, columns=AGG_COLUMNS)
-
-
-def winners(agg: pd.DataFrame) -> pd.DataFrame:
-    """Per concurrency, the label with the highest median rps among ok cells (ties: lower p99)."""
-    rows: list[dict[str, Any]] = []
-    ranked_all = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
-    for concurrency in sorted(ranked_all["concurrency"].unique()):
-        group = ranked_all[ranked_all["concurrency"] == concurrency]
-        ranked = group.sort_values(
-            ["rps", "latency_p99_ms"], ascending=[False, True], na_position="last", kind="stable"
-        )
-        best = ranked.iloc[0]
-        second = ranked.iloc[1] if len(ranked) > 1 else None
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "label": best["label"],
-                "rps": best["rps"],
-                "latency_p99_ms": best["latency_p99_ms"],
-                "loadgen_saturated": bool(best["loadgen_saturated"]),
-                "runner_up": None if second is None else second["label"],
-                "runner_up_rps": math.nan if second is None else float(second["rps"]),
-                "margin": math.nan if second is None else _ratio(best["rps"], second["rps"]),
-            }
-        )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "concurrency",
-            "label",
-            "rps",
-            "latency_p99_ms",
-            "loadgen_saturated",
-            "runner_up",
-            "runner_up_rps",
-            "margin",
-        ],
-    )
 
 
 def resolve_label(agg: pd.DataFrame, name: str) -> str:
@@ -278,27 +250,17 @@ def _ratio(numerator: Any, denominator: Any) -> float:
     return num / den if den > 0 and not math.isnan(num) else math.nan
 
 
-def median_interval(values: Iterable[float], seed: int = SEED) -> Interval | None:
-    """95 % percentile-bootstrap interval of the median; None with fewer than two values."""
+def mean_interval(values: Iterable[float]) -> Interval | None:
+    """95 % Student-t interval of the geometric mean; None with fewer than two values."""
     data = _finite(values)
+    data = data[data > 0]
     if data.size < 2:
         return None
-    return _quantiles(_resampled_medians(data, np.random.default_rng(seed)))
-
-
-def ratio_interval(
-    numerator: Iterable[float], denominator: Iterable[float], seed: int = SEED
-) -> Interval | None:
-    """95 % bootstrap interval of median(numerator) / median(denominator).
-
-    Each side is resampled on its own (the repeats of two cells are independent). None when
-    either side has fewer than two values or a value that is not positive.
-    """
-    num, den = _finite(numerator), _finite(denominator)
-    if num.size < 2 or den.size < 2 or (den <= 0).any():
-        return None
-    rng = np.random.default_rng(seed)
-    return _quantiles(_resampled_medians(num, rng) / _resampled_medians(den, rng))
+    logs = np.log(data)
+    half = verdicts.t_quantile(0.5 + CONFIDENCE / 2, data.size - 1)
+    half *= float(logs.std(ddof=1)) / math.sqrt(data.size)
+    center = float(logs.mean())
+    return math.exp(center - half), math.exp(center + half)
 
 
 def spans_one(interval: Interval | None) -> bool:
@@ -312,16 +274,3 @@ def _values(value: Any) -> Sequence[float]:
 def _finite(values: Iterable[float]) -> npt.NDArray[np.float64]:
     data = np.asarray(list(values), dtype=np.float64)
     return np.asarray(data[np.isfinite(data)], dtype=np.float64)
-
-
-def _resampled_medians(
-    data: npt.NDArray[np.float64], rng: np.random.Generator
-) -> npt.NDArray[np.float64]:
-    picks = rng.integers(0, data.size, size=(RESAMPLES, data.size))
-    return np.asarray(np.median(data[picks], axis=1), dtype=float)
-
-
-def _quantiles(samples: npt.NDArray[np.float64]) -> Interval:
-    tail = (1.0 - CONFIDENCE) / 2
-    low, high = np.quantile(samples, [tail, 1.0 - tail])
-    return float(low), float(high)
