@@ -35,8 +35,9 @@ def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
     """Per (label, concurrency), rps and p50 relative to the baseline at the same concurrency.
 
     `<x>_ratio` is the ratio (b over the baseline) of the medians, with the 95 % interval of
-    the paired log ratio; `<x>_verdict` is "significant", "tie" or "too few repeats", `<x>_noise_pct` the
-    smallest difference the interval could have shown, `<x>_text` the verdict in words.
+    the paired log ratio; `<x>_verdict` is "significant", "tie" or "too few repeats",
+    `<x>_noise_pct` the smallest difference the interval could have shown, `<x>_text` the
+    verdict in words.
     `significant` and `has_interval` are about throughput.
     """
     baseline = resolve_label(agg, baseline_label)

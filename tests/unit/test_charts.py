@@ -21,8 +21,8 @@ from embbench.charts import (
     write_charts,
 )
 from embbench.report import aggregate
-from embbench.stats import mean_interval
 from embbench.results import RunData, load_run
+from embbench.stats import mean_interval
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
 NAMES = ["throughput.png", "latency.png", "resources.png", "timeline.png"]
