@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,7 @@ def _one_line(exc: BaseException) -> str:
     return text.replace("\n", " | ")[:2000]
 
 
-def _ended_since(rows: list[tuple[float, float, int, str, int]], since: float) -> list[Any]:
+def _ended_since(rows: Sequence[Sequence[Any]], since: float) -> list[Any]:
     """Rows that ended after `since`, for the live display: logs are appended about in time
     order, so the scan starts at the end and stops at rows long past (no request takes 2 min)."""
     found = []

@@ -40,13 +40,17 @@ def parse_list(text: str, name: str, kind: type = int) -> tuple[Any, ...]:
         ) from None
 
 
+def _is_list(annotation: Any) -> bool:
+    return bool(typing.get_origin(annotation) is tuple)
+
+
 def _parameter(each: dataclasses.Field[Any], annotation: Any, spec: Spec) -> inspect.Parameter:
     kind = base_type(annotation)
     help_text = spec.help + (f" [default: {each.default}]" if each.default is not None else "")
     if kind is bool:
         decls = [f"{flag_name(each.name)}/--no-{each.name.replace('_', '-')}"]
         hint: Any = bool | None
-    elif typing.get_origin(annotation) is tuple:
+    elif _is_list(annotation):
         # Lists are given as one comma-separated value and parsed by the command.
         decls, hint = [flag_name(each.name)], str | None
     else:
@@ -79,7 +83,7 @@ def with_flags(
                 if each.name not in kwargs:
                     continue
                 value = kwargs.pop(each.name)
-                if value is not None and typing.get_origin(annotation) is tuple:
+                if value is not None and _is_list(annotation):
                     value = parse_list(value, each.name)
                 given[each.name] = value
             return func(*args, **{target: given}, **kwargs)

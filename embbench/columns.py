@@ -151,15 +151,15 @@ class Row(dict[str, Any]):
             raise KeyError(f"{key!r} is not a summary column")
         return super().__getitem__(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         value = self[key]
         return default if value is None else value
 
-    def update(self, *args: Any, **kw: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kw: Any) -> None:
         for key, value in dict(*args, **kw).items():
             self[key] = value
 
-    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: str, default: Any = None) -> Any:
         # "Not yet set" is None here, since every column is present from the start.
         if self[key] is None:
             self[key] = default

@@ -9,6 +9,7 @@ from embbench.variants.batched import Batched
 from embbench.variants.infinity import Infinity
 from embbench.variants.per_worker import PerWorker
 from embbench.variants.preload import Preload
+from embbench.variants.rust import RUST_VARIANTS
 from embbench.variants.shared_mutex import SharedMutex
 from embbench.variants.shared_rwlock import SharedRWLock
 from embbench.variants.tei import Tei
@@ -23,6 +24,7 @@ REGISTRY: dict[str, Variant] = {
         Batched(),
         Tei(),
         Infinity(),
+        *RUST_VARIANTS,
     )
 }
 

@@ -1,0 +1,101 @@
+"""The article's own server: actix-web + candle BERT (rust/seed-server), in its five setups.
+
+Built by `make rust` (scripts/build_rust.sh) into a cache outside the clone. One binary; the
+setups are its flags: the model shared behind a tokio RwLock or a Mutex, or one model per actix
+worker, and the article's tokenizer without padding or truncation. candle's compute threads
+belong to the process, shared by its workers, so `threads` defaults to every core.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from embbench.config import ServerOptions, cpu_count
+from embbench.errors import PeerUnavailableError
+from embbench.models import BUNDLED_MODEL, resolve_model
+from embbench.process import LaunchSpec
+from embbench.variants.base import Traits, Variant
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMBBENCH_CACHE") or Path.home() / ".cache" / "embbench")
+
+
+def binary_path() -> Path:
+    return cache_dir() / "rust-target" / "release" / "seed-server"
+
+
+class RustServer(Variant):
+    """One of the article's configurations of the actix-web + candle server."""
+
+    seed_analogue = "the article's Rust server"
+    default_workers = 2
+
+    def __init__(self, name: str, lock: str, sharing: str, raw_tokenizer: bool = False) -> None:
+        self.name = name
+        self.lock = lock
+        self.sharing = sharing
+        self.raw_tokenizer = raw_tokenizer
+        what = "one model per actix worker" if sharing == "per-worker" else "one shared model"
+        guard = "tokio RwLock" if lock == "rwlock" else "Mutex"
+        self.summary = f"actix-web + candle (Rust), {what} behind a {guard}" + (
+            ", no padding or truncation (the article's tokenizer)" if raw_tokenizer else ""
+        )
+        self.traits = Traits(lock=lock, overlap=lock == "rwlock",
+                             multi_process=False, shared_memory=sharing == "shared")  # fmt: skip
+
+    def check(self, options: ServerOptions) -> None:
+        if not binary_path().is_file():
+            how = "run `make rust`" if shutil.which("cargo") else "install Rust, then `make rust`"
+            raise PeerUnavailableError(
+                f"{self.name} needs the Rust server built at {binary_path()}: {how}"
+            )
+        resolve_model(options.model)
+
+    def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
+        workers = self.processes(options)
+        threads = options.threads or cpu_count()
+        argv = [
+            str(binary_path()),
+            "--model-dir", str(resolve_model(options.model)),
+            "--model-id", options.model or BUNDLED_MODEL,
+            "--host", options.host,
+            "--port", str(port),
+            "--workers", str(workers),
+            "--threads", str(threads),
+            "--lock", self.lock,
+            "--sharing", self.sharing,
+            "--max-body-bytes", str(options.max_body_bytes),
+            "--variant-name", self.name,
+        ]  # fmt: skip
+        if self.raw_tokenizer:
+            argv.append("--no-padding-truncation")
+        else:
+            argv += ["--padding", options.padding.replace("_", "-")]
+            if options.max_seq_length:
+                argv += ["--max-seq-length", str(options.max_seq_length)]
+            if not options.truncation:
+                argv.append("--no-truncation")
+        return LaunchSpec(
+            argv=argv,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            info={
+                # Workers are actix threads of one process; candle's threads are the process's.
+                "workers": 1,
+                "threads": threads,
+                "streams": workers if self.lock == "rwlock" else 1,
+                "strategy": f"actix {self.lock} {self.sharing}",
+                "actix_workers": workers,
+            },
+        )
+
+
+RUST_VARIANTS = (
+    RustServer("rust-rwlock", "rwlock", "shared"),
+    RustServer("rust-rwlock-raw", "rwlock", "shared", raw_tokenizer=True),
+    RustServer("rust-per-worker-rwlock", "rwlock", "per-worker"),
+    RustServer("rust-mutex", "mutex", "shared"),
+    RustServer("rust-per-worker-mutex", "mutex", "per-worker"),
+)
