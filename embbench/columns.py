@@ -109,6 +109,15 @@ COLUMNS: tuple[Column, ...] = (
     _c("fill_s", float, unit="s"),
     _c("steady_state", bool),
     _c("compute_threads", int),
+    # -- the open loop (load_model "open": latency_* count from the scheduled send time) ----
+    _c("load_model", str, agg=FIRST),
+    _c("offered_rps", unit="requests/s", agg=FIRST, heading="offered rps", show=(REPORT,)),
+    _c("dropped", int, agg=SUM),
+    _c("late_p99_ms", unit="ms", agg=MEDIAN),
+    _c("loadgen_late", bool, agg=ANY),
+    _c("service_p50_ms", unit="ms", agg=MEDIAN),
+    _c("service_p99_ms", unit="ms", agg=MEDIAN, heading="service p99 ms", digits=0,
+       show=(REPORT,)),
     _c("quiet_s", unit="s"),  # waited for the machine to be quiet before the server started
     _c("quiet_cpu_pct", unit="%"),
 )  # fmt: skip

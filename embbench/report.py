@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench import columns
 from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
@@ -56,7 +57,13 @@ def render_markdown(
     ]
     for concurrency in sorted(agg["concurrency"].unique()):
         rows = records(agg[agg["concurrency"] == concurrency])
-        lines += [f"### Concurrency {concurrency}", "", *_table(RESULT_HEADERS, map(_result, rows))]
+        shown = _shown(rows)
+        headers = ["label", *(c.heading for c in shown), "ok/runs", "flags"]
+        lines += [
+            f"### Concurrency {concurrency}",
+            "",
+            *_table(headers, (_result(r, shown) for r in rows)),
+        ]
         lines += [""]
     lines += ["## Noise floor", "", *_noise_table(agg), ""]
     lines += ["## Winners", "", *_winners_table(winners(agg)), ""]
@@ -170,26 +177,30 @@ def _cols(text: str) -> list[str]:
     return text.split(", ")
 
 
-RESULT_HEADERS = _cols("label, rps, p50 ms, p95 ms, p99 ms, CPU %, RSS MB, PSS MB, "
-                       "loadgen CPU %, cosine min, ok/runs, flags")  # fmt: skip
-
-
-def _result(r: Mapping[str, Any]) -> list[str]:
-    def ci(column: str, digits: int) -> str:
-        return _with_ci(r[column], r[f"{column}_ci_low"], r[f"{column}_ci_high"], digits)
-
-    plain = ("cpu_pct_mean", "rss_mb_max", "pss_mb_max", "loadgen_cpu_pct_mean")
+def _shown(rows: Sequence[Mapping[str, Any]]) -> list[columns.Column]:
+    """The report's columns (columns.py) that some row of the table has a value for."""
     return [
-        r["label"], ci("rps", 1), ci("latency_p50_ms", 0), _num(r["latency_p95_ms"], 0),
-        ci("latency_p99_ms", 0), *(_num(r[k], 0) for k in plain), _num(r["cosine_min"], 4),
-        f"{r['n_ok']}/{r['n_repeats']}", _flags(r),
+        c for c in columns.where(show=columns.REPORT)
+        if any(_num(r.get(c.name), 1) != "–" for r in rows)
     ]  # fmt: skip
+
+
+def _result(r: Mapping[str, Any], shown: Sequence[columns.Column]) -> list[str]:
+    cells = [
+        _with_ci(r[c.name], r[f"{c.name}_ci_low"], r[f"{c.name}_ci_high"], c.digits)
+        if c.interval
+        else _num(r[c.name], c.digits)
+        for c in shown
+    ]
+    return [r["label"], *cells, f"{r['n_ok']}/{r['n_repeats']}", _flags(r)]
 
 
 def _flags(row: Mapping[str, Any]) -> str:
     names = {"oversubscribed": "oversubscribed", "loadgen_saturated": "loadgen saturated",
-             "little_law_off": "Little's law off", "incorrect": "wrong embeddings"}  # fmt: skip
-    flags = [name for key, name in names.items() if row[key]]
+             "little_law_off": "Little's law off", "incorrect": "wrong embeddings",
+             "unstable": "unstable (CV > 10 %)", "p99_imprecise": "p99 imprecise",
+             "loadgen_late": "loadgen late"}  # fmt: skip
+    flags = [name for key, name in names.items() if row.get(key)]
     if row["n_failed"]:
         flags.append(f"{row['n_failed']} failed")
     if row["failures"] > 0:
