@@ -17,12 +17,13 @@ import numpy as np
 from embbench import measure, results
 from embbench.columns import Row
 from embbench.config import RunConfig, ServerOptions, cpu_count
-from embbench.errors import ServerStartError
+from embbench.errors import LoadFailedError, ServerStartError
 from embbench.load.runner import (
     WORKER_WAIT_S,
     LoadProcess,
     LoadSpec,
     RequestLog,
+    open_timing,
     read_requests,
 )
 from embbench.models import BUNDLED_MODEL, resolve_model
@@ -57,6 +58,8 @@ class CellRunner:
                 "label": cell.run.display,
                 "cell": cell.name,
                 "concurrency": cell.concurrency,
+                "load_model": "closed" if cell.rate is None else "open",
+                "offered_rps": cell.rate,
                 "repeat": cell.repeat,
                 "payload": self.config.payload,
                 "padding": opts.padding,
@@ -94,7 +97,7 @@ class CellRunner:
         except KeyboardInterrupt:
             self.row["status"] = results.INTERRUPTED
             self.row["failure_reason"] = "interrupted"
-        except (ServerStartError, httpx.HTTPError, ValueError) as exc:
+        except (ServerStartError, LoadFailedError, httpx.HTTPError, ValueError) as exc:
             self.row["status"] = results.FAILED
             self.row["failure_reason"] = _one_line(exc)
         finally:
@@ -172,12 +175,24 @@ class CellRunner:
             )
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
+        # Closed loop: a cap only, the runner stops Locust once its window has closed (_watch).
+        run_time = self.config.warmup + self.config.duration + measure.MAX_FILL_S + 10.0
+        open_loop: dict[str, Any] = {}
+        if self.cell.rate is not None:
+            # Open loop: Locust plays its schedule out and stops by itself.
+            schedule_s, run_time = open_timing(self.config.warmup, self.config.duration)
+            open_loop = dict(
+                rate=self.cell.rate,
+                arrival=self.config.arrival,
+                max_inflight=self.cell.concurrency,
+                seed=self.config.seed * 100_003 + self.cell.index,
+                schedule_s=schedule_s,
+            )
         spec = LoadSpec(
             url=url,
             protocol=protocol,
             users=self.cell.concurrency,
-            # A cap only: the runner stops Locust once its window has closed (see _watch).
-            run_time=self.config.warmup + self.config.duration + measure.MAX_FILL_S + 10.0,
+            run_time=run_time,
             payloads=self.payloads,
             requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
             log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
@@ -185,7 +200,9 @@ class CellRunner:
             model=self.row["model"],
             expect_workers=self.config.load_workers,
             master_port=self.config.master_port,
+            **open_loop,
         )
+        self.load_spec = spec
         load = LoadProcess(spec)
         load.start()
         return load
@@ -193,6 +210,7 @@ class CellRunner:
     def _watch(self, load: LoadProcess, server: ServerProcess | None) -> None:
         """Until the window has closed: open it once steady, stop Locust after it, watch crashes."""
         warmup, duration = self.config.warmup, self.config.duration
+        open_loop = self.cell.rate is not None
         deadline = time.monotonic() + warmup + duration + measure.MAX_FILL_S + 60.0
         if self.config.load_workers:
             deadline += WORKER_WAIT_S
@@ -205,7 +223,11 @@ class CellRunner:
                 raise ServerStartError("Locust did not finish in time; stopped it")
             rows = log.poll()
             now = time.time()
-            if self.window is None:
+            if open_loop:
+                # The window is fixed by the schedule (measure.open_window); Locust ends it.
+                if self.window is None and rows:
+                    self.window = measure.open_window(rows, warmup, duration)
+            elif self.window is None:
                 start = measure.steady_start(rows, warmup, self.cell.concurrency)
                 waited = time.monotonic() - started
                 if start is None and rows and waited > warmup + measure.MAX_FILL_S:
@@ -216,7 +238,7 @@ class CellRunner:
                     self.row.setdefault("steady_state", True)
             # The locustfile flushes its log every second (workers: to the master, which then
             # flushes): wait for the window's last lines.
-            if self.window is not None and now > self.window[1] + 2.5:
+            if not open_loop and self.window is not None and now > self.window[1] + 2.5:
                 break
             recent = _ended_since(rows, now - 3.0)
             ok = [r[1] for r in recent if r[2] == 200]
@@ -229,15 +251,23 @@ class CellRunner:
                 len(ok) / 3.0 if rows else None,
                 float(np.median(ok)) if ok else None,
             )
-        if load.exited() not in (0, None):
-            self.progress.warn(f"{self.cell.name}: Locust exited with code {load.exited()}")
         if server is not None and server.exited() is not None:
             raise ServerStartError(f"server exited with code {server.exited()} under load")
+        code = load.exited()
+        if code not in (0, None):
+            # Numbers from a load generator that failed describe the failure, not the server.
+            raise LoadFailedError(
+                f"Locust exited with code {code}; see {self.run_dir / 'logs'}/"
+                f"{self.cell.name}.locust.log"
+            )
 
     def _record(self, samples: list[Sample]) -> None:
         raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
         rows = sorted(read_requests(raw)) if raw.exists() else []
-        if self.window is not None:
+        open_loop = self.cell.rate is not None
+        if open_loop and rows:
+            start, end = measure.open_window(rows, self.config.warmup, self.config.duration)
+        elif self.window is not None:
             start, end = self.window
         else:
             start, end = measure.measurement_window(rows, self.config.warmup, self.config.duration)
@@ -249,19 +279,26 @@ class CellRunner:
         self.row.update(window_start=start or None, window_end=(start + duration) or None)
         if rows and start:
             self.row["fill_s"] = start - rows[0][0]
-        if rows:
+        if rows and self.cell.rate is not None:
+            self.row.update(measure.summarize_open(rows, start, start + duration, self.cell.rate))
+        elif rows:
             self.row.update(measure.summarize_requests(window, duration))
+        if self.row.get("status") == results.OK and not self.row.get("requests"):
+            # A window with no request in it measured nothing: never an ok cell.
+            self.row["status"] = results.FAILED
+            self.row["failure_reason"] = "no request completed in the measured window"
         if samples:
             self.row.update(
                 measure.summarize_samples(
                     samples, start, start + duration, self.config.load_processes
                 )
             )
-        ratio = measure.little_ratio(
-            self.row.get("rps", 0.0), self.row.get("latency_mean_ms"), self.cell.concurrency
-        )
-        self.row["little_ratio"] = ratio
-        self.row["little_law_ok"] = measure.little_ok(ratio)
+        if not open_loop:  # Little's law with users = concurrency holds in a closed loop only
+            ratio = measure.little_ratio(
+                self.row.get("rps", 0.0), self.row.get("latency_mean_ms"), self.cell.concurrency
+            )
+            self.row["little_ratio"] = ratio
+            self.row["little_law_ok"] = measure.little_ok(ratio)
         if self.row.get("loadgen_saturated"):
             self.progress.warn(
                 f"{self.cell.name}: the load generator was saturated "

@@ -112,9 +112,9 @@ def colors_of(frame: pd.DataFrame) -> dict[str, Any]:
     return {label: palette(i % 10) for i, label in enumerate(dict.fromkeys(frame["label"]))}
 
 
-def by_label(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def by_label(frame: pd.DataFrame, by: str = "concurrency") -> list[tuple[str, pd.DataFrame]]:
     return [
-        (str(label), frame[frame["label"] == label].sort_values("concurrency"))
+        (str(label), frame[frame["label"] == label].sort_values(by))
         for label in dict.fromkeys(frame["label"])
     ]
 

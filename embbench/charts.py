@@ -9,7 +9,7 @@ publishers are a list. Each figure is a pure function of the run's DataFrames.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from embbench.chartkit import HEIGHT_PX, WIDTH_PX, caption, read_frame, save
-from embbench.figures import latency_figure, resources_figure, throughput_figure
+from embbench.figures import (
+    latency_figure,
+    offered_load_figure,
+    resources_figure,
+    throughput_figure,
+)
 from embbench.results import RunData
 from embbench.stats import aggregate, prepare
 from embbench.timeline import timeline_figure
@@ -56,6 +61,15 @@ class RunView:
         return aggregate(self.run.summary)
 
     @functools.cached_property
+    def closed(self) -> pd.DataFrame:
+        """Closed-loop levels: the charts whose x axis is concurrency."""
+        return self.agg[self.agg["load_model"].fillna("closed") != "open"]
+
+    @functools.cached_property
+    def open(self) -> pd.DataFrame:
+        return self.agg[self.agg["load_model"] == "open"]
+
+    @functools.cached_property
     def cells(self) -> list[str]:
         return [str(c) for c in prepare(self.run.summary)["cell"].dropna()]
 
@@ -82,11 +96,18 @@ class Chart:
     applies: Callable[[RunView], bool] = lambda view: True
 
 
+def _has_closed(view: RunView) -> bool:
+    return not view.closed.empty or view.open.empty
+
+
 CHARTS: tuple[Chart, ...] = (
     Chart("throughput", "throughput.png",
-          lambda v: throughput_figure(v.agg, v.meta, v.ceiling)),
-    Chart("latency", "latency.png", lambda v: latency_figure(v.agg, v.meta)),
+          lambda v: throughput_figure(v.closed, v.meta, v.ceiling), _has_closed),
+    Chart("latency", "latency.png", lambda v: latency_figure(v.closed, v.meta), _has_closed),
     Chart("resources", "resources.png", lambda v: resources_figure(v.agg, v.meta)),
+    Chart("offered-load", "offered-load.png",
+          lambda v: offered_load_figure(v.open, v.meta, v.meta.get("slo_p99_ms")),
+          lambda v: not v.open.empty),
     Chart("timeline", "timeline.png",
           lambda v: timeline_figure(v.run.summary, v.requests, v.samples, v.meta)),
 )  # fmt: skip
@@ -103,6 +124,7 @@ def write_charts(run: RunData, out_dir: Path, ceiling: pd.DataFrame | None = Non
     return [save(chart.draw(view), out_dir / chart.file) for chart in CHARTS if chart.applies(view)]
 
 
-def chart_links() -> list[str]:
-    """Paths of the charts relative to a run folder, in list order."""
-    return [f"charts/{chart.file}" for chart in CHARTS]
+def chart_links(run: RunData | None = None) -> list[str]:
+    """Paths of the charts relative to a run folder, in list order (those that apply)."""
+    view = RunView(run) if run is not None else None
+    return [f"charts/{chart.file}" for chart in CHARTS if view is None or chart.applies(view)]

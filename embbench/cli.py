@@ -263,7 +263,7 @@ def _winner_lines(table: Any) -> list[str]:
 
     lines = []
     for record in winners(table).to_dict("records"):
-        head = f"winner at c={record.get('concurrency')}: "
+        head = f"winner at {record.get('level')}: "
         if record.get("decided"):
             lines.append(
                 f"{head}{record.get('label')} ({fmt(record.get('rps'))} rps; "

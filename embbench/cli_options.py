@@ -29,15 +29,13 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parse_list(text: str, name: str, kind: type = int) -> tuple[Any, ...]:
+def parse_list(text: str, flag: str, kind: type = int) -> tuple[Any, ...]:
     """`10,100,1000` as a tuple; a usage error naming the flag otherwise."""
     try:
         return tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
         word = "integers" if kind is int else "numbers"
-        raise ConfigError(
-            f"{flag_name(name)} takes {word} separated by commas, got {text!r}"
-        ) from None
+        raise ConfigError(f"{flag} takes {word} separated by commas, got {text!r}") from None
 
 
 def _is_list(annotation: Any) -> bool:
@@ -46,15 +44,16 @@ def _is_list(annotation: Any) -> bool:
 
 def _parameter(each: dataclasses.Field[Any], annotation: Any, spec: Spec) -> inspect.Parameter:
     kind = base_type(annotation)
+    flag = spec.flag or flag_name(each.name)
     help_text = spec.help + (f" [default: {each.default}]" if each.default is not None else "")
     if kind is bool:
         decls = [f"{flag_name(each.name)}/--no-{each.name.replace('_', '-')}"]
         hint: Any = bool | None
     elif _is_list(annotation):
         # Lists are given as one comma-separated value and parsed by the command.
-        decls, hint = [flag_name(each.name)], str | None
+        decls, hint = [flag], str | None
     else:
-        decls, hint = [flag_name(each.name)], kind | None
+        decls, hint = [flag], kind | None
     return inspect.Parameter(
         each.name,
         inspect.Parameter.KEYWORD_ONLY,
@@ -79,12 +78,13 @@ def with_flags(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given: dict[str, Any] = {}
-            for each, annotation, _ in chosen:
+            for each, annotation, spec in chosen:
                 if each.name not in kwargs:
                     continue
                 value = kwargs.pop(each.name)
                 if value is not None and _is_list(annotation):
-                    value = parse_list(value, each.name)
+                    item = typing.get_args(annotation)[0]
+                    value = parse_list(value, spec.flag or flag_name(each.name), item)
                 given[each.name] = value
             return func(*args, **{target: given}, **kwargs)
 

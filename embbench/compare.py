@@ -17,7 +17,7 @@ import pandas as pd
 
 from embbench import verdicts
 from embbench.results import RunData
-from embbench.stats import _ratio, aggregate, records, resolve_label
+from embbench.stats import _ratio, aggregate, level_order, records, resolve_label
 from embbench.verdicts import Verdict
 
 # (short name, column) of what baseline comparisons judge: throughput, then median latency.
@@ -41,15 +41,16 @@ def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
     `significant` and `has_interval` are about throughput.
     """
     baseline = resolve_label(agg, baseline_label)
-    base = {row["concurrency"]: row for row in records(agg) if row["label"] == baseline}
+    base = {row["level"]: row for row in records(agg) if row["label"] == baseline}
     rows: list[dict[str, Any]] = []
     for row in records(agg):
         if row["label"] == baseline:
             continue
-        ref = base.get(row["concurrency"])
+        ref = base.get(row["level"])
         out: dict[str, Any] = {
             "label": row["label"],
             "concurrency": row["concurrency"],
+            "level": row["level"],
             "baseline": baseline,
         }
         for name, column in JUDGED:
@@ -78,8 +79,8 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
     """
     rows: list[dict[str, Any]] = []
     ranked_all = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
-    for concurrency in sorted(ranked_all["concurrency"].unique()):
-        group = ranked_all[ranked_all["concurrency"] == concurrency]
+    for level in sorted(ranked_all["level"].unique(), key=level_order):
+        group = ranked_all[ranked_all["level"] == level]
         ranked = records(
             group.sort_values(
                 ["rps", "latency_p99_ms"], ascending=[False, True], na_position="last",
@@ -90,7 +91,8 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
         verdict = None if second is None else paired(second, best, "rps")
         rows.append(
             {
-                "concurrency": concurrency,
+                "concurrency": best["concurrency"],
+                "level": level,
                 "label": best["label"],
                 "rps": best["rps"],
                 "latency_p99_ms": best["latency_p99_ms"],
@@ -107,11 +109,11 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 WINNER_COLUMNS = [
-    "concurrency", "label", "rps", "latency_p99_ms", "loadgen_saturated", "runner_up",
+    "concurrency", "level", "label", "rps", "latency_p99_ms", "loadgen_saturated", "runner_up",
     "runner_up_rps", "margin", "decided", "verdict",
 ]  # fmt: skip
 COMPARE_COLUMNS = [
-    "label", "concurrency", "rps_a", "rps_b", "rps_ratio", "rps_ratio_ci_low",
+    "label", "concurrency", "level", "rps_a", "rps_b", "rps_ratio", "rps_ratio_ci_low",
     "rps_ratio_ci_high", "significant", "verdict", "p50_ratio", "p99_ratio", "cpu_ratio",
     "pss_ratio",
 ]  # fmt: skip
@@ -123,7 +125,7 @@ def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
     The rps ratio is judged with Welch's t on the logs (the repeats of two runs do not pair).
     """
     agg_a, agg_b = aggregate(a.summary), aggregate(b.summary)
-    merged = agg_a.merge(agg_b, on=["label", "concurrency"], how="outer", suffixes=("_a", "_b"))
+    merged = agg_a.merge(agg_b, on=["label", "level"], how="outer", suffixes=("_a", "_b"))
     rows: list[dict[str, Any]] = []
     for row in records(merged):
         verdict = verdicts.compare_unpaired(
@@ -132,7 +134,8 @@ def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
         rows.append(
             {
                 "label": row["label"],
-                "concurrency": row["concurrency"],
+                "concurrency": _first_of(row, "concurrency"),
+                "level": row["level"],
                 "rps_a": row["rps_a"],
                 "rps_b": row["rps_b"],
                 "rps_ratio": _ratio(row["rps_b"], row["rps_a"]),
@@ -147,7 +150,7 @@ def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
             }
         )
     order = {label: i for i, label in enumerate(dict.fromkeys([*agg_a["label"], *agg_b["label"]]))}
-    rows.sort(key=lambda row: (order[row["label"]], row["concurrency"]))
+    rows.sort(key=lambda row: (order[row["label"]], level_order(row["level"])))
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
@@ -158,3 +161,9 @@ def _by_repeat(row: Mapping[str, Any], column: str) -> dict[Any, float]:
 
 def _values(value: Any) -> list[float]:
     return list(value) if isinstance(value, tuple | list) else []
+
+
+def _first_of(row: Mapping[str, Any], column: str) -> Any:
+    """`column` from whichever side of a merged row has it."""
+    a = row.get(f"{column}_a")
+    return a if a is not None and a == a else row.get(f"{column}_b")

@@ -103,6 +103,19 @@ class RunConfig:
     concurrency: tuple[int, ...] = option(
         DEFAULT_CONCURRENCY, "Levels, e.g. 10,100,1000.", minimum=1, maximum=20_000, label=None
     )
+    # Open loop: arrival rates (requests/s) instead of users; each rate is a cell.
+    rates: tuple[float, ...] = option(
+        (), "Open loop: arrival rates, e.g. 20,40,80 (instead of --concurrency).", minimum=0.01,
+        maximum=100_000, label=None, flag="--rate",
+    )  # fmt: skip
+    arrival: str = option(
+        "poisson", "Open loop arrivals: poisson (seeded) | constant.",
+        choices=("poisson", "constant"), label=None,
+    )  # fmt: skip
+    max_inflight: int = option(
+        1000, "Open loop: requests in flight beyond which arrivals are dropped (and counted).",
+        minimum=1, maximum=100_000, label=None,
+    )  # fmt: skip
     duration: float = option(15.0, "Measured seconds per cell.", label=None)
     warmup: float = option(5.0, "Seconds of load excluded first.", minimum=0, label=None)
     repeats: int = option(1, "Repeats of every cell (order counterbalanced).", minimum=1,
@@ -147,7 +160,19 @@ class RunConfig:
                 for level in value:
                     check_value("concurrency levels", level, int, spec_of(each))
                 continue
+            if each.name == "rates":
+                if not isinstance(value, tuple):
+                    raise ConfigError(f"rates must be a list of numbers, got {value!r}")
+                for rate in value:
+                    check_value("rate", rate, float, spec_of(each))
+                continue
             check_value(each.name, value, hints[each.name], spec_of(each))
+        if self.load_workers and self.load_processes > 1:
+            raise ConfigError(
+                "--load-processes and --load-workers do not combine: with remote workers the "
+                "local machine runs only Locust's master; start `embbench load-worker "
+                "--processes N` on each worker machine instead"
+            )
         if self.ceiling_seconds <= 0:
             raise ConfigError(f"ceiling_seconds must be positive, got {self.ceiling_seconds}")
         if self.duration <= 0:
@@ -184,10 +209,10 @@ def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
     bad = set(run) - _RUN_FIELDS
     if bad:
         raise ConfigError(f"{path}: unknown [run] key {sorted(bad)[0]!r}")
-    for key in ("concurrency",):
+    for key in ("concurrency", "rates"):
         if key in run:
             if not isinstance(run[key], list):
-                raise ConfigError(f"{path}: [run] {key} must be a list of integers")
+                raise ConfigError(f"{path}: [run] {key} must be a list of numbers")
             run[key] = tuple(run[key])
     defaults = dict(data.get("defaults", {}))
     server_options(defaults, f"{path} [defaults]")
@@ -221,6 +246,11 @@ def build_run_config(
     - With `--url`, the one variant is the external server, labelled `label` or "external".
     """
     given = {k: v for k, v in (settings or {}).items() if v is not None}
+    if given.get("rates") and given.get("concurrency"):
+        raise ConfigError(
+            "--rate and --concurrency do not combine: a cell is an open loop (arrival rates) "
+            "or a closed loop (users); run them apart"
+        )
     run_settings: dict[str, Any] = {}
     runs: list[VariantRun] = []
     if file is not None:

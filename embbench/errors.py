@@ -48,5 +48,9 @@ class ServerStartError(EmbbenchError):
     """A server exited or never became healthy; the message carries the tail of its log."""
 
 
+class LoadFailedError(EmbbenchError):
+    """The load generator failed (Locust exited with an error): its cell measured nothing."""
+
+
 class ResultsError(UsageError):
     """A results folder is missing, malformed or would be overwritten."""

@@ -30,7 +30,7 @@ def explain(summary: pd.DataFrame, agg: pd.DataFrame, meta: Mapping[str, Any]) -
     """
     frame = prepare(summary)
     cores = _cores(meta, frame)
-    best = {int(row["concurrency"]): row for row in records(winners(agg))}
+    best = {row["level"]: row for row in records(winners(agg))}
     return [
         *_oversubscription(frame, agg, best, cores),
         *_lock_contention(agg, cores, meta),
@@ -73,7 +73,7 @@ def _oversubscription(
                     what += ", times the inferences that overlap in one process"
         parts = []
         for row in records(agg[(agg["label"] == label) & agg["rps"].notna()]):
-            win = best.get(int(row["concurrency"]))
+            win = best.get(row["level"])
             if win is None:
                 continue
             if win["label"] == label:
@@ -103,7 +103,7 @@ def _lock_contention(agg: pd.DataFrame, cores: int, meta: Mapping[str, Any]) -> 
     rwlocks = records(single[[_trait(meta, v, "lock") == "rwlock" for v in single["variant"]]])
     for m in mutexes:
         for r in rwlocks:
-            same = all(_same(m[k], r[k]) for k in ("concurrency", "backend", "quantize"))
+            same = all(_same(m[k], r[k]) for k in ("level", "backend", "quantize"))
             numbers = [m["rps"], r["rps"], m["cpu_pct_mean"], r["cpu_pct_mean"]]
             if not same or any(math.isnan(float(x)) for x in numbers):
                 continue

@@ -30,6 +30,7 @@ class Spec:
     # How a value other than the default shows in a row label: "{value}", "{name}={value}",
     # or a (true, false) pair for a switch. None: never in the label.
     label: str | tuple[str, str] | None = "{name}={value}"
+    flag: str | None = None  # the command-line flag, when not --<name with dashes>
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:

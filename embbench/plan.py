@@ -19,12 +19,19 @@ from embbench.config import EXTERNAL, RunConfig, VariantRun
 class Cell:
     index: int
     run: VariantRun
-    concurrency: int
+    concurrency: int  # users of a closed loop; an open loop's cap on requests in flight
     repeat: int
+    rate: float | None = None  # arrivals per second of an open loop (None: closed loop)
 
     @property
     def name(self) -> str:
+        if self.rate is not None:
+            return results.cell_name(self.index, self.run.display, self.rate, self.repeat, "r")
         return results.cell_name(self.index, self.run.display, self.concurrency, self.repeat)
+
+    @property
+    def level(self) -> str:
+        return f"{self.rate:g} rps" if self.rate is not None else f"c={self.concurrency}"
 
 
 def variant_order(count: int, repeat: int, seed: int, order: str) -> list[int]:
@@ -42,11 +49,20 @@ def variant_order(count: int, repeat: int, seed: int, order: str) -> list[int]:
 
 
 def plan(config: RunConfig) -> list[Cell]:
-    """Cells in run order: repeat by repeat, level by level, variants counterbalanced."""
+    """Cells in run order: repeat by repeat, level by level, variants counterbalanced.
+
+    The levels are the open loop's arrival rates when the run has any, else the closed loop's
+    concurrency levels.
+    """
     runs = list(config.variants) or [VariantRun(name=EXTERNAL)]
+    levels: list[tuple[int, float | None]] = (
+        [(config.max_inflight, rate) for rate in config.rates]
+        if config.rates
+        else [(c, None) for c in config.concurrency]
+    )
     cells: list[Cell] = []
     for repeat in range(config.repeats):
-        for concurrency in config.concurrency:
+        for concurrency, rate in levels:
             for position in variant_order(len(runs), repeat, config.seed, config.order):
-                cells.append(Cell(len(cells), runs[position], concurrency, repeat))
+                cells.append(Cell(len(cells), runs[position], concurrency, repeat, rate))
     return cells

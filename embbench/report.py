@@ -21,7 +21,7 @@ from embbench.errors import EmbbenchError
 from embbench.explain import explain
 from embbench.metadata import describe_host
 from embbench.results import RunData
-from embbench.stats import aggregate, failed_cells, records
+from embbench.stats import aggregate, failed_cells, level_order, records
 
 __all__ = [
     "aggregate",
@@ -55,15 +55,12 @@ def render_markdown(
         " ms; memory in MB, peak over the measured window, summed over the server's processes.",
         "",
     ]
-    for concurrency in sorted(agg["concurrency"].unique()):
-        rows = records(agg[agg["concurrency"] == concurrency])
+    for level in sorted(agg["level"].unique(), key=level_order):
+        rows = records(agg[agg["level"] == level])
         shown = _shown(rows)
         headers = ["label", *(c.heading for c in shown), "ok/runs", "flags"]
-        lines += [
-            f"### Concurrency {concurrency}",
-            "",
-            *_table(headers, (_result(r, shown) for r in rows)),
-        ]
+        title = f"Concurrency {level[2:]}" if level.startswith("c=") else f"Open loop, {level}"
+        lines += [f"### {title}", "", *_table(headers, (_result(r, shown) for r in rows))]
         lines += [""]
     lines += ["## Noise floor", "", *_noise_table(agg), ""]
     lines += ["## Winners", "", *_winners_table(winners(agg)), ""]
@@ -76,7 +73,7 @@ def render_markdown(
     if charts is None:
         from embbench.charts import chart_links
 
-        charts = chart_links()
+        charts = chart_links(run)
     for path in charts:
         lines += [f"![{path.rsplit('/', 1)[-1].removesuffix('.png')}]({path})", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -93,13 +90,13 @@ def render_compare_markdown(a: RunData, b: RunData, table: pd.DataFrame | None =
     if changed:
         lines += ["", "Settings that differ: " + "; ".join(changed) + "."]
     rows = [
-        [r["label"], f"{r['concurrency']:g}", _num(r["rps_a"], 1), _num(r["rps_b"], 1),
+        [r["label"], _level(r), _num(r["rps_a"], 1), _num(r["rps_b"], 1),
          _with_ci(r["rps_ratio"], r["rps_ratio_ci_low"], r["rps_ratio_ci_high"], 2),
          r["verdict"],
          *(_num(r[k], 2) for k in ("p50_ratio", "p99_ratio", "cpu_ratio", "pss_ratio"))]
         for r in records(table)
     ]  # fmt: skip
-    headers = _cols("label, concurrency, rps a, rps b, rps b/a (95 % CI), throughput, p50 b/a, "
+    headers = _cols("label, level, rps a, rps b, rps b/a (95 % CI), throughput, p50 b/a, "
                     "p99 b/a, CPU b/a, PSS b/a")  # fmt: skip
     return "\n".join([*lines, "", *_table(headers, rows)]) + "\n"
 
@@ -210,24 +207,24 @@ def _flags(row: Mapping[str, Any]) -> str:
 
 def _failed_table(summary: pd.DataFrame) -> list[str]:
     rows = [
-        [r["cell"], r["label"], f"{r['concurrency']:g}", f"{r['repeat']:g}", r["status"],
+        [r["cell"], r["label"], _level(r), f"{r['repeat']:g}", r["status"],
          r["reason"]]
         for r in records(failed_cells(summary))
     ]  # fmt: skip
-    headers = _cols("cell, label, concurrency, repeat, status, reason")
+    headers = _cols("cell, label, level, repeat, status, reason")
     return _table(headers, rows) if rows else ["None: every cell finished with status ok."]
 
 
 def _winners_table(table: pd.DataFrame) -> list[str]:
     rows = [
-        [f"{r['concurrency']:g}",
+        [_level(r),
          (r["label"] if r["decided"] else f"none: tie within noise ({r['label']} leads)")
          + (" (a floor: loadgen saturated)" if r["loadgen_saturated"] else ""),
          _num(r["rps"], 1), _num(r["latency_p99_ms"], 0), r["runner_up"] or "none",
          "" if math.isnan(r["margin"]) else f"{r['margin']:.2f}×", r["verdict"]]
         for r in records(table)
     ]  # fmt: skip
-    headers = _cols("concurrency, winner, rps, p99 ms, runner-up, rps margin, verdict")
+    headers = _cols("level, winner, rps, p99 ms, runner-up, rps margin, verdict")
     note = [
         "A winner is named only where its throughput beats the runner-up's with a paired "
         "t-interval on the log ratio that excludes 1 (repeats pair by index); otherwise the "
@@ -239,14 +236,14 @@ def _winners_table(table: pd.DataFrame) -> list[str]:
 
 def _noise_table(agg: pd.DataFrame) -> list[str]:
     rows = [
-        [r["label"], f"{r['concurrency']:g}", f"{r['n_ok']}", _pct(r["rps_cv"]),
+        [r["label"], _level(r), f"{r['n_ok']}", _pct(r["rps_cv"]),
          "±" + _pct(r["detectable_pct"] / 100) if r["detectable_pct"] == r["detectable_pct"]
          else "too few repeats",
          ", ".join(f for f, on in (("unstable (CV > 10 %)", r["unstable"]),
                                    ("p99 imprecise (< 1000 requests)", r["p99_imprecise"])) if on)]
         for r in records(agg)
     ]  # fmt: skip
-    headers = _cols("label, concurrency, ok repeats, rps CV, detectable difference, flags")
+    headers = _cols("label, level, ok repeats, rps CV, detectable difference, flags")
     return [
         "How much the repeats of each cell spread (coefficient of variation of rps), and the "
         "smallest throughput difference against a label with the same noise that this many "
@@ -254,6 +251,14 @@ def _noise_table(agg: pd.DataFrame) -> list[str]:
         "",
         *_table(headers, rows),
     ]
+
+
+def _level(row: Mapping[str, Any]) -> str:
+    """`10` for a closed loop of 10 users, `40 rps` for an open loop."""
+    level = str(row.get("level") or "")
+    if level.startswith("c="):
+        return level[2:]
+    return level or f"{float(row['concurrency']):g}"
 
 
 def _pct(value: Any) -> str:
@@ -267,7 +272,7 @@ def _pct(value: Any) -> str:
 def _baseline_table(agg: pd.DataFrame, baseline: str) -> list[str]:
     table = compare_to_baseline(agg, baseline)
     rows = [
-        [r["label"], f"{r['concurrency']:g}",
+        [r["label"], _level(r),
          _with_ci(r["rps_ratio"], r["rps_ratio_ci_low"], r["rps_ratio_ci_high"], 2),
          _verdict(r["rps_verdict"], r["rps_noise_pct"]),
          _with_ci(r["p50_ratio"], r["p50_ratio_ci_low"], r["p50_ratio_ci_high"], 2),
@@ -275,7 +280,7 @@ def _baseline_table(agg: pd.DataFrame, baseline: str) -> list[str]:
         for r in records(table)
     ]  # fmt: skip
     base = table["baseline"].iloc[0] if len(table) else baseline
-    headers = _cols("label, concurrency, rps ratio (95 % CI), throughput, p50 ratio (95 % CI), "
+    headers = _cols("label, level, rps ratio (95 % CI), throughput, p50 ratio (95 % CI), "
                     "latency")  # fmt: skip
     return [
         f"Ratios to {base} at the same concurrency (paired by repeat: the geometric mean of the"

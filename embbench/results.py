@@ -23,7 +23,8 @@ from embbench.errors import ResultsError
 
 SCHEMA_VERSION = 1
 
-REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes"]
+# `scheduled`: when the request was due (open loop); equal to `start` in a closed loop.
+REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes", "scheduled"]
 SAMPLE_COLUMNS = [
     "time",
     "phase",
@@ -109,9 +110,12 @@ def create_run_dir(out: Path, run_id: str | None = None) -> Path:
     raise ResultsError(f"could not find a free run folder name under {out}")
 
 
-def cell_name(index: int, label: str, concurrency: int, repeat: int) -> str:
+def cell_name(index: int, label: str, level: float, repeat: int, kind: str = "c") -> str:
+    """`003-batched-c100-r0` (closed loop, 100 users) or `003-batched-r40rps-r0` (open loop)."""
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")
-    return f"{index:03d}-{safe}-c{concurrency}-r{repeat}"
+    if kind == "r":
+        return f"{index:03d}-{safe}-{level:g}rps-r{repeat}"
+    return f"{index:03d}-{safe}-c{level:g}-r{repeat}"
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -34,7 +34,7 @@ FLAGS = tuple((c.name, c.name) for c in columns.where(agg=columns.ANY))
 FALSE_FLAGS = tuple((c.name, c.agg_name) for c in columns.where(agg=columns.ANY_FALSE))
 
 AGG_COLUMNS = [
-    "label", "concurrency", "variant", *FIRST_COLUMNS,
+    "label", "concurrency", "level", "variant", *FIRST_COLUMNS,
     "n_repeats", "n_ok", "n_failed", "failed_cells", *SUM_COLUMNS,
     *MEDIAN_COLUMNS, *MIN_COLUMNS,
     *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "by_repeat", "ci_low", "ci_high")),
@@ -56,6 +56,11 @@ def prepare(summary: pd.DataFrame) -> pd.DataFrame:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for column in ERROR_COLUMNS:
         frame[column] = frame[column].fillna(0)
+    # Runs before the open loop have no load_model: every cell was a closed loop.
+    frame["load_model"] = frame["load_model"].where(frame["load_model"].notna(), "closed")
+    frame["level"] = [
+        level_name(c, r) for c, r in zip(frame["concurrency"], frame["offered_rps"], strict=True)
+    ]
     frame["label"] = [
         lab.strip() if isinstance(lab, str) and lab.strip() else str(var)
         for lab, var in zip(frame["label"], frame["variant"], strict=True)
@@ -78,19 +83,20 @@ def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (label, concurrency): medians over the ok repeats, intervals, counts, flags.
 
     Only rows with status "ok" contribute numbers; the others are counted (`n_failed`) and
-    named (`failed_cells`). `<col>_ci_low/_ci_high` hold the 95 % bootstrap interval of the
-    median (see the module docstring) where there are at least two ok repeats, NaN otherwise;
-    `<col>_values` keeps the per-repeat values of rps and p50/p99 for ratio intervals.
+    named (`failed_cells`). `<col>_ci_low/_ci_high` hold the 95 % t-interval of the geometric
+    mean (see the module docstring) where there are at least two ok repeats, NaN otherwise;
+    `<col>_values` and `<col>_by_repeat` keep the per-repeat values for comparisons.
     Flags are true when any repeat of the cell carries them.
     """
     frame = prepare(summary)
     rows: list[dict[str, Any]] = []
-    for (label, concurrency), group in _cells(frame):
+    for (label, concurrency, level), group in _cells(frame):
         ok = group[group["status"] == OK]
         failed = group[group["status"] != OK]
         row: dict[str, Any] = {
             "label": label,
             "concurrency": concurrency,
+            "level": level,
             "variant": str(group["variant"].iloc[0]),
             **{column: _first(group[column]) for column in FIRST_COLUMNS},
             "n_repeats": len(group),
@@ -149,6 +155,7 @@ def failed_cells(summary: pd.DataFrame) -> pd.DataFrame:
             "cell": cell,
             "label": row["label"],
             "concurrency": row["concurrency"],
+            "level": row["level"],
             "repeat": row["repeat"],
             "status": row["status"] or "unknown",
             "reason": reason(row),
@@ -156,7 +163,7 @@ def failed_cells(summary: pd.DataFrame) -> pd.DataFrame:
         for cell, row in zip(_cell_names(failed), records(failed), strict=True)
     ]
     return pd.DataFrame(
-        rows, columns=["cell", "label", "concurrency", "repeat", "status", "reason"]
+        rows, columns=["cell", "label", "concurrency", "level", "repeat", "status", "reason"]
     )
 
 
@@ -193,21 +200,35 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], frame.to_dict("records"))
 
 
-def _cells(frame: pd.DataFrame) -> list[tuple[tuple[str, int], pd.DataFrame]]:
-    """Groups by (label, concurrency): labels in order of first appearance, concurrency rising."""
+def level_name(concurrency: Any, offered_rps: Any) -> str:
+    """What a cell's load was: `c=10` (closed loop, 10 users) or `40 rps` (open loop)."""
+    rate = _number(offered_rps)
+    return f"{rate:g} rps" if rate > 0 else f"c={_number(concurrency):g}"
+
+
+def level_order(level: str) -> tuple[int, float]:
+    """Closed-loop levels first, by users, then open-loop levels, by rate."""
+    if level.startswith("c="):
+        return 0, float(level[2:])
+    return 1, float(level.split()[0])
+
+
+def _cells(frame: pd.DataFrame) -> list[tuple[tuple[str, int, str], pd.DataFrame]]:
+    """Groups by (label, level): labels in order of first appearance, levels rising."""
     order = {label: i for i, label in enumerate(dict.fromkeys(frame["label"]))}
     groups = []
-    for key, group in frame.groupby(["label", "concurrency"], sort=False):
-        label, concurrency = cast(tuple[str, float], key)
-        groups.append(((str(label), int(concurrency)), group))
-    return sorted(groups, key=lambda item: (order[item[0][0]], item[0][1]))
+    for key, group in frame.groupby(["label", "level"], sort=False):
+        label, level = cast(tuple[str, str], key)
+        concurrency = int(_number(group["concurrency"].iloc[0]))
+        groups.append(((str(label), concurrency, str(level)), group))
+    return sorted(groups, key=lambda item: (order[item[0][0]], level_order(item[0][2])))
 
 
 def _cell_names(rows: pd.DataFrame) -> list[str]:
     return [
-        cell if isinstance(cell, str) and cell else f"{label} c={conc:g} r={rep:g}"
-        for cell, label, conc, rep in zip(
-            rows["cell"], rows["label"], rows["concurrency"], rows["repeat"], strict=True
+        cell if isinstance(cell, str) and cell else f"{label} {level} r={rep:g}"
+        for cell, label, level, rep in zip(
+            rows["cell"], rows["label"], rows["level"], rows["repeat"], strict=True
         )
     ]
 
