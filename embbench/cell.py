@@ -48,6 +48,7 @@ class CellRunner:
         self.progress = progress
         self.options: ServerOptions = cell.run.options
         self.window: tuple[float, float] | None = None
+        self.request_rows: list[Any] = []
         self.row = self._base_row()
 
     def _base_row(self) -> Row:
@@ -264,6 +265,7 @@ class CellRunner:
     def _record(self, samples: list[Sample]) -> None:
         raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
         rows = sorted(read_requests(raw)) if raw.exists() else []
+        self.request_rows = rows  # kept for callers that judge the cell (capacity probes)
         open_loop = self.cell.rate is not None
         if open_loop and rows:
             start, end = measure.open_window(rows, self.config.warmup, self.config.duration)

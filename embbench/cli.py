@@ -145,6 +145,52 @@ def run(
         raise typer.Exit(int(ExitStatus.CELL_FAILED))
 
 
+@app.command()
+@friendly
+@server_flags()
+@run_flags(skip=("out", "rates", "concurrency", "repeats", "duration"))
+def capacity(
+    variant: list[str] = typer.Option([], "--variant", help="Variant(s) to size; repeatable."),
+    slo_p99_ms: float = typer.Option(..., "--slo-p99-ms", help="The p99 latency target (ms)."),
+    max_error_rate: float = typer.Option(
+        0.001, "--max-error-rate", help="Errors and drops allowed per arrival."
+    ),
+    max_probes: int = typer.Option(10, "--max-probes", help="Probes per variant at most."),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML run file."),
+    out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
+    server: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Per variant, the highest arrival rate whose p99 stays within --slo-p99-ms."""
+    from embbench.capacity_run import Target, run_capacity
+
+    target = Target(slo_p99_ms, max_error_rate, max_probes)
+    config = cfg.build_run_config(
+        file=config_file,
+        variants=variant,
+        server=server,
+        settings={**(settings or {}), "out": str(out) if out else None},
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
+    with progress_for_stderr() as progress:
+        found = run_capacity(config, target, progress)
+    print_table(
+        f"capacity at p99 <= {slo_p99_ms:g} ms (run {found.run.run_dir.name})",
+        ["variant", "status", "rps at target", "p99 ms", "CPU %", "PSS MB", "CPU ms/embedding"],
+        [
+            [str(r["label"]), str(r["status"]), fmt(r.get("qps_at_slo")),
+             fmt(r.get("p99_at_slo_ms")), fmt(r.get("cpu_pct_at_slo"), 0),
+             fmt(r.get("pss_mb_at_slo"), 0), fmt(r.get("cpu_ms_per_embedding"), 2)]
+            for r in found.rows
+        ],
+    )  # fmt: skip
+    console.print(f"results: {found.path}", markup=False, highlight=False)
+    if found.run.interrupted:
+        err_console.print("[yellow]interrupted[/]: the probes measured so far are kept.")
+        raise typer.Exit(int(ExitStatus.INTERRUPTED))
+
+
 @app.command("load-worker")
 @friendly
 def load_worker(

@@ -21,7 +21,7 @@ from embbench.errors import ConfigError
 from embbench.metadata import git_revision, host_info, versions
 from embbench.models import resolve_model
 from embbench.payloads import build_payloads, describe_payloads
-from embbench.plan import plan
+from embbench.plan import Cell, plan
 from embbench.process import ensure_port_free
 from embbench.progress import Progress
 from embbench.variants import get_variant
@@ -53,64 +53,90 @@ def check(config: RunConfig) -> None:
             ensure_port_free(run.options.host, run.options.port)
 
 
+class RunSession:
+    """One results folder being written: run.json kept up to date, summary.csv appended cell by
+    cell, so that an interrupt (or a kill) keeps what was measured. `embbench run` plays a
+    plan through it; `embbench capacity` decides its cells as it goes."""
+
+    def __init__(self, config: RunConfig, progress: Progress, planned: list[Cell]) -> None:
+        self.config = config
+        self.progress = progress
+        results.mark_abandoned_runs(Path(config.out))
+        self.run_dir = results.create_run_dir(Path(config.out), config.run_id)
+        self.payloads = build_payloads(config.payload, count=512, seed=config.seed)
+        self.outcome = RunOutcome(self.run_dir)
+        self.meta: dict[str, Any] = {
+            "schema_version": results.SCHEMA_VERSION,
+            "run_id": self.run_dir.name,
+            "status": "running",
+            # Whose run this is: a later start marks it abandoned if this process is gone.
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "host": host_info(),
+            "versions": versions(),
+            "git": git_revision(),
+            "config": dataclasses.asdict(config),
+            "payload_stats": describe_payloads(self.payloads),
+            "order": [cell.name for cell in planned],
+            # What each variant's server is, for the report's explanations (explain.py).
+            "traits": {
+                run.name: dataclasses.asdict(get_variant(run.name).traits)
+                for run in config.variants
+            },
+            "cells": [],
+        }
+        self.save()
+        self.summary = results.SummaryWriter(self.run_dir / "summary.csv")
+        self.index = 0
+
+    def save(self) -> None:
+        results.write_json(self.run_dir / "run.json", self.meta)
+
+    def run_cell(self, cell: Cell, config: RunConfig | None = None) -> CellRunner:
+        """Run one cell (with `config` in place of the run's, for a cell of its own length)."""
+        self.progress.cell_started(cell)
+        runner = CellRunner(config or self.config, cell, self.run_dir, self.payloads, self.progress)
+        row = runner.run()
+        self.summary.append(row)
+        self.outcome.rows.append(row)
+        self.meta["cells"].append(
+            {
+                "cell": cell.name,
+                "status": row["status"],
+                "failure_reason": row.get("failure_reason"),
+            }
+        )
+        self.save()
+        self.progress.cell_finished(cell, row)
+        if row["status"] == results.INTERRUPTED:
+            raise KeyboardInterrupt
+        return runner
+
+    def finish(self, interrupted: bool) -> RunOutcome:
+        self.outcome.interrupted = interrupted
+        self.meta["status"] = "interrupted" if interrupted else "complete"
+        self.meta["finished_at"] = time.time()
+        self.save()
+        return self.outcome
+
+
 def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOutcome:
     progress = progress or Progress()
     check(config)
     cells = plan(config)
-    results.mark_abandoned_runs(Path(config.out))
-    run_dir = results.create_run_dir(Path(config.out), config.run_id)
-    payloads = build_payloads(config.payload, count=512, seed=config.seed)
-    meta: dict[str, Any] = {
-        "schema_version": results.SCHEMA_VERSION,
-        "run_id": run_dir.name,
-        "status": "running",
-        # Whose run this is: a later start marks it abandoned if this process is gone.
-        "pid": os.getpid(),
-        "started_at": time.time(),
-        "host": host_info(),
-        "versions": versions(),
-        "git": git_revision(),
-        "config": dataclasses.asdict(config),
-        "payload_stats": describe_payloads(payloads),
-        "order": [cell.name for cell in cells],
-        # What each variant's server is, for the report's explanations (explain.py).
-        "traits": {
-            run.name: dataclasses.asdict(get_variant(run.name).traits) for run in config.variants
-        },
-        "cells": [],
-    }
-    results.write_json(run_dir / "run.json", meta)
-    outcome = RunOutcome(run_dir)
+    session = RunSession(config, progress, cells)
+    interrupted = False
     try:
-        prepare_backends(config, meta, progress)
-        results.write_json(run_dir / "run.json", meta)
-        summary = results.SummaryWriter(run_dir / "summary.csv")
-        progress.run_started(run_dir, cells)
+        prepare_backends(config, session.meta, progress)
+        session.save()
+        progress.run_started(session.run_dir, cells)
         for cell in cells:
-            progress.cell_started(cell)
-            row = CellRunner(config, cell, run_dir, payloads, progress).run()
-            summary.append(row)
-            outcome.rows.append(row)
-            meta["cells"].append(
-                {
-                    "cell": cell.name,
-                    "status": row["status"],
-                    "failure_reason": row.get("failure_reason"),
-                }
-            )
-            results.write_json(run_dir / "run.json", meta)
-            progress.cell_finished(cell, row)
-            if row["status"] == results.INTERRUPTED:
-                outcome.interrupted = True
-                break
-        if not outcome.interrupted:
-            measure_ceilings(config, meta, progress, key="ceiling_after")
+            session.run_cell(cell)
+        measure_ceilings(config, session.meta, progress, key="ceiling_after")
     except KeyboardInterrupt:
-        outcome.interrupted = True
+        interrupted = True
     finally:
-        meta["status"] = "interrupted" if outcome.interrupted else "complete"
-        meta["finished_at"] = time.time()
-        results.write_json(run_dir / "run.json", meta)
+        outcome = session.finish(interrupted)
     return outcome
 
 
