@@ -55,11 +55,8 @@ def _metrics(record: Mapping[str, Any]) -> list[str]:
 
 def render_aggregate(table: Any, title: str) -> None:
     """Medians per (label, concurrency), as `embbench report` prints them."""
-    headers = ["variant", "c", *(c.heading for c in columns.where(show=columns.CONSOLE))]
-    rows = [
-        [str(r.get("label")), fmt(r.get("concurrency")), *_metrics(r)]
-        for r in table.to_dict("records")
-    ]
+    headers = ["variant", "level", *(c.heading for c in columns.where(show=columns.CONSOLE))]
+    rows = [[str(r.get("label")), _level(r), *_metrics(r)] for r in table.to_dict("records")]
     print_table(title, headers, rows)
 
 
@@ -73,10 +70,18 @@ def render_rows(rows: Sequence[Mapping[str, Any]], title: str) -> None:
         *(c.heading for c in columns.where(show=columns.CONSOLE)),
     ]
     print_table(title, headers, [
-        [str(row.get("label") or row.get("variant")), fmt(row.get("concurrency")),
+        [str(row.get("label") or row.get("variant")), _level(row),
          fmt(row.get("repeat")), status_text(row), *_metrics(row)]
         for row in rows
     ])  # fmt: skip
+
+
+def _level(row: Mapping[str, Any]) -> str:
+    """Users of a closed loop (`10`), or an open loop's offered rate (`40 rps`)."""
+    rate = row.get("offered_rps")
+    if isinstance(rate, int | float) and rate == rate and rate > 0:
+        return f"{rate:g} rps"
+    return fmt(row.get("concurrency"))
 
 
 def status_text(row: Mapping[str, Any]) -> str:
@@ -93,7 +98,7 @@ def status_text(row: Mapping[str, Any]) -> str:
 
 def cell_line(cell: Cell, row: Mapping[str, Any]) -> str:
     line = (
-        f"{cell.index + 1:>3} {row.get('label')} c={cell.concurrency} r={cell.repeat}: "
+        f"{cell.index + 1:>3} {row.get('label')} {cell.level} r={cell.repeat}: "
         f"{row.get('status')} {fmt(row.get('rps'))} rps p50 {fmt(row.get('latency_p50_ms'))} ms"
     )
     if row.get("failure_reason"):
@@ -109,8 +114,7 @@ class PlainProgress(RunProgress):
 
     def cell_started(self, cell: Cell) -> None:
         err_console.print(
-            f"{cell.index + 1:>3} {cell.run.display} c={cell.concurrency} r={cell.repeat}: "
-            "starting",
+            f"{cell.index + 1:>3} {cell.run.display} {cell.level} r={cell.repeat}: starting",
             markup=False,
             highlight=False,
         )
@@ -159,7 +163,7 @@ class RichProgress(PlainProgress):
     def cell_started(self, cell: Cell) -> None:
         self._bar.update(
             self._task,
-            description=escape(f"{cell.run.display} c={cell.concurrency}"),
+            description=escape(f"{cell.run.display} {cell.level}"),
             live="starting server",
         )
 
