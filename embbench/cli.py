@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 
 from embbench import config as cfg
+from embbench.capacity_report import DEFAULT_PRICE_PER_CORE_HOUR
 from embbench.cli_options import run_flags, server_flags
 from embbench.cli_render import (
     console,
@@ -221,11 +222,20 @@ def report_cmd(
     baseline: str | None = typer.Option(None, "--baseline", help="Label to compare against."),
     out: Path = typer.Option(Path("results"), "--out", help="Where runs are (for the default)."),
     force: bool = typer.Option(False, "--force", help="Write report.md again if it exists."),
+    price: float = typer.Option(
+        DEFAULT_PRICE_PER_CORE_HOUR,
+        "--price-per-core-hour",
+        help="USD per core-hour for the capacity table's cost.",
+    ),
 ) -> None:
     """Tables, report.md and charts/*.png for a run."""
     from embbench.publish import publish_report
 
-    published = publish_report(run_dir, out=out, baseline=baseline, force=force)
+    if not price > 0:
+        raise ConfigError(f"--price-per-core-hour must be positive, got {price:g}")
+    published = publish_report(
+        run_dir, out=out, baseline=baseline, force=force, price_per_core_hour=price
+    )
     render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
     for line in _winner_lines(published.table):
         console.print(line, markup=False, highlight=False)

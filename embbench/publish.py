@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from embbench import report
+from embbench.capacity_report import DEFAULT_PRICE_PER_CORE_HOUR
 from embbench.charts import write_charts
 from embbench.errors import ResultsError
 from embbench.results import RunData, latest_run, load_run
@@ -27,6 +28,7 @@ def publish_report(
     out: Path = Path("results"),
     baseline: str | None = None,
     force: bool = False,
+    price_per_core_hour: float = DEFAULT_PRICE_PER_CORE_HOUR,
 ) -> Published:
     """Write report.md and charts/*.png into the run folder (the newest run by default).
 
@@ -41,7 +43,7 @@ def publish_report(
         report.compare_to_baseline(report.aggregate(run.summary), baseline)  # fail before writing
     charts = write_charts(run, path / "charts")
     links = [str(p.relative_to(path)) for p in charts]
-    markdown.write_text(report.render_markdown(run, baseline, links))
+    markdown.write_text(report.render_markdown(run, baseline, links, price_per_core_hour))
     return Published(run, markdown, charts, report.aggregate(run.summary))
 
 

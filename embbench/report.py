@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from embbench import columns
+from embbench.capacity_report import DEFAULT_PRICE_PER_CORE_HOUR, capacity_section
 from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
@@ -38,7 +39,10 @@ DEFAULT_OPTIONS = dataclasses.asdict(ServerOptions())
 
 
 def render_markdown(
-    run: RunData, baseline: str | None = None, charts: Sequence[str] | None = None
+    run: RunData,
+    baseline: str | None = None,
+    charts: Sequence[str] | None = None,
+    price_per_core_hour: float = DEFAULT_PRICE_PER_CORE_HOUR,
 ) -> str:
     """report.md: machine, versions, settings, tables, winners, ratios, reasons, charts.
 
@@ -61,6 +65,10 @@ def render_markdown(
         headers = ["label", *(c.heading for c in shown), "ok/runs", "flags"]
         title = f"Concurrency {level[2:]}" if level.startswith("c=") else f"Open loop, {level}"
         lines += [f"### {title}", "", *_table(headers, (_result(r, shown) for r in rows))]
+        lines += [""]
+    capacity = run.capacity()
+    if capacity is not None:
+        lines += ["## Capacity", "", *capacity_section(capacity, agg, meta, price_per_core_hour)]
         lines += [""]
     lines += ["## Noise floor", "", *_noise_table(agg), ""]
     lines += ["## Winners", "", *_winners_table(winners(agg)), ""]

@@ -164,6 +164,11 @@ class RunData:
     def requests(self, cell: str) -> pd.DataFrame:
         return pd.read_csv(self.path / "requests" / f"{cell}.csv")
 
+    def capacity(self) -> pd.DataFrame | None:
+        """capacity.csv of an `embbench capacity` run (None for other runs)."""
+        path = self.path / "capacity.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
     def samples(self, cell: str) -> pd.DataFrame:
         return pd.read_csv(self.path / "samples" / f"{cell}.csv")
 
