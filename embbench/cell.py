@@ -186,7 +186,8 @@ class CellRunner:
                 rate=self.cell.rate,
                 arrival=self.config.arrival,
                 max_inflight=self.cell.concurrency,
-                seed=self.config.seed * 100_003 + self.cell.index,
+                # Every variant of a repeat gets the same arrivals: a paired comparison.
+                seed=self.config.seed + self.cell.repeat,
                 schedule_s=schedule_s,
             )
         spec = LoadSpec(

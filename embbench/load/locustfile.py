@@ -1,13 +1,24 @@
-"""Locust user for embbench; runs only inside the Locust subprocess (`locust -f` this file).
+"""Locust users for embbench; runs only inside the Locust subprocess (`locust -f` this file).
 
 Settings come from the environment (set by embbench.load.runner):
   EMBBENCH_PAYLOADS   JSON file: list of input texts
   EMBBENCH_PROTOCOL   predict | tei | openai
   EMBBENCH_MODEL      model name sent with OpenAI-style requests
   EMBBENCH_REQUESTS   folder for the raw per-request log (one CSV per Locust process)
+and, for the open loop, from Locust options (`--embbench-rate` etc., below): Locust sends the
+master's custom options to every worker with its spawn message, so workers on other machines,
+which have none of the orchestrator's files or environment, get them too.
 
-Every request is logged raw (epoch start, float milliseconds, status, error kind, bytes) so that
-percentiles come from the requests themselves, not from Locust's rounded tables. In Locust's
+Two user classes; the command line names the one to run:
+  EmbeddingUser   closed loop: each user sends its next request when the last one is answered.
+  OpenLoopUser    open loop: one per Locust process; requests leave at the times of a seeded
+                  schedule (embbench.load.schedule), each process taking a disjoint slice.
+
+Every request is logged raw (epoch start, float milliseconds, status, error kind, bytes,
+scheduled epoch) so that percentiles come from the requests themselves, not from Locust's
+rounded tables. `start` is when the request was handed to a connection and `latency_ms` runs from
+there (service time); `scheduled` is when it was due (= start in the closed loop). Open-loop
+arrivals refused by the in-flight cap are logged with status 0 and error "dropped". In Locust's
 distributed mode (--processes, or workers on other machines) each worker sends its rows to the
 master as a custom message once a second, and the master alone writes the log.
 """
@@ -17,24 +28,30 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import BoundedSemaphore
+from gevent.pool import Group
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from embbench.load.protocols import request_for
+from embbench.load.schedule import ARRIVALS, START_LEAD_S, build_schedule, per_process, slice_for
 
 PROTOCOL = os.environ.get("EMBBENCH_PROTOCOL", "predict")
 _texts: list[str] = json.loads(Path(os.environ["EMBBENCH_PAYLOADS"]).read_text())
 _model = os.environ.get("EMBBENCH_MODEL", "")
 REQUESTS = [request_for(PROTOCOL, text, _model) for text in _texts]
 _HEADERS = {"Content-Type": "application/json"}
-_rows: list[tuple[float, float, int, str, int]] = []
+_rows: list[tuple[float, float, int, str, int, float]] = []
 _writer_state: dict[str, Any] = {}
 _ROWS_MESSAGE = "embbench_rows"
+_log = logging.getLogger(__name__)
 
 
 def _error_kind(status: int, exception: Any) -> str:
@@ -61,16 +78,25 @@ def _record(
     response: Any = None,
     exception: Any = None,
     start_time: float = 0.0,
+    context: Any = None,
     **_: Any,
 ) -> None:
     status = int(getattr(response, "status_code", 0) or 0)
+    scheduled = (context or {}).get("scheduled", start_time)
     _rows.append(
-        (start_time, response_time, status, _error_kind(status, exception), response_length)
+        (
+            start_time,
+            response_time,
+            status,
+            _error_kind(status, exception),
+            response_length,
+            scheduled,
+        )
     )
 
 
 def _flush() -> None:
-    if not _rows:
+    if not _rows or _writer_state.get("closed"):
         return
     runner = _writer_state.get("runner")
     if isinstance(runner, WorkerRunner):
@@ -85,11 +111,14 @@ def _flush() -> None:
         handle = open(folder / f"requests-{os.getpid()}.csv", "w", newline="")  # noqa: SIM115
         _writer_state["handle"] = handle
         _writer_state["writer"] = csv.writer(handle)
-        _writer_state["writer"].writerow(["start", "latency_ms", "status", "error", "bytes"])
+        _writer_state["writer"].writerow(
+            ["start", "latency_ms", "status", "error", "bytes", "scheduled"]
+        )
     rows = _rows[:]
     del _rows[: len(rows)]
     _writer_state["writer"].writerows(
-        (f"{s:.6f}", f"{lat:.3f}", st, err, size) for s, lat, st, err, size in rows
+        (f"{s:.6f}", f"{lat:.3f}", st, err, size, f"{due:.6f}")
+        for s, lat, st, err, size, due in rows
     )
     handle.flush()
 
@@ -121,10 +150,15 @@ def _flush_at_stop(environment: Any, **_: Any) -> None:
 
 @events.quitting.add_listener
 def _final_flush(environment: Any, **_: Any) -> None:
+    # On SIGTERM Locust fires `quitting` before it stops the users: settle the open loop's
+    # outstanding requests here, or they would never reach the log.
+    for user in list(_open_users):
+        user.settle()
     _flush()
     handle = _writer_state.get("handle")
     if handle is not None:
         handle.close()
+    _writer_state["closed"] = True  # a late flush must not write to a closed file
 
 
 class EmbeddingUser(FastHttpUser):
@@ -144,3 +178,131 @@ class EmbeddingUser(FastHttpUser):
         path, body = next(self._cycle)
         # Bodies are encoded once, up front; FastHttpSession sends bytes as they are.
         self.client.post(path, data=body, headers=_HEADERS, name=path)  # type: ignore[arg-type]
+
+
+# -- open loop ---------------------------------------------------------------------------------
+
+_open_users: list[OpenLoopUser] = []
+
+
+@events.init_command_line_parser.add_listener
+def _open_loop_options(parser: Any, **_: Any) -> None:
+    parser.add_argument("--embbench-rate", type=float, default=0.0, help="arrivals/s in all")
+    parser.add_argument("--embbench-arrival", default="poisson", choices=ARRIVALS)
+    parser.add_argument("--embbench-seed", type=int, default=0)
+    parser.add_argument("--embbench-schedule-s", type=float, default=0.0)
+    parser.add_argument("--embbench-max-inflight", type=int, default=1000)
+    parser.add_argument("--embbench-connections", type=int, default=0, help="0: max-inflight")
+    # Fixed by the master at test start and sent to every worker with its spawn message.
+    parser.add_argument("--embbench-t0", type=float, default=0.0)
+    parser.add_argument("--embbench-slices", type=int, default=1)
+
+
+@events.test_start.add_listener
+def _fix_schedule_zero(environment: Any, **_: Any) -> None:
+    runner, options = environment.runner, environment.parsed_options
+    if options is None or isinstance(runner, WorkerRunner) or options.embbench_rate <= 0:
+        return
+    # One zero and one slice count for all processes. The master fires test_start before it
+    # sends the spawn messages, which carry its options; a lone process reads its own.
+    options.embbench_t0 = time.time() + START_LEAD_S
+    options.embbench_slices = max(1, int(runner.worker_count))
+
+
+class OpenLoopUser(FastHttpUser):
+    """The open loop of one Locust process: its slice of the schedule, one greenlet per arrival.
+
+    An arrival is sent at its due time whatever the server is doing (no coordinated omission);
+    while `cap` arrivals are outstanding, the next one is dropped and logged as such. At most
+    `concurrency` connections are open; by default that is the cap, so no arrival ever waits
+    for a connection. With fewer connections (`--embbench-connections`, as wrk2's -c) arrivals
+    queue in the client, and that wait counts as lateness, not as service time.
+    """
+
+    wait_time = constant(0)
+    network_timeout = float(os.environ.get("EMBBENCH_TIMEOUT", "120"))
+    connection_timeout = float(os.environ.get("EMBBENCH_TIMEOUT", "120"))
+
+    def __init__(self, environment: Any) -> None:
+        options, runner = environment.parsed_options, environment.runner
+        self.count = max(1, int(options.embbench_slices))
+        self.index = int(getattr(runner, "worker_index", 0))
+        if _open_users or not 0 <= self.index < self.count:
+            # A second user in one process (or an index beyond the master's count, a worker that
+            # joined late) would send arrivals that another process sends too: it sends none.
+            _log.error("open loop: slice %d of %d not sent", self.index, self.count)
+            self.due: list[float] = []
+        else:
+            schedule = build_schedule(
+                options.embbench_rate,
+                options.embbench_schedule_s,
+                options.embbench_arrival,
+                options.embbench_seed,
+            )
+            self.due = slice_for(schedule, self.index, self.count)
+        self.t0 = float(options.embbench_t0) or time.time() + START_LEAD_S
+        self.cap = per_process(int(options.embbench_max_inflight), self.count)
+        connections = int(options.embbench_connections) or int(options.embbench_max_inflight)
+        # FastHttpUser sizes its connection pool from this attribute in __init__.
+        self.concurrency = min(self.cap, per_process(connections, self.count))
+        super().__init__(environment)
+        # Taken before the request: Locust's start time (and so service time) then begins once
+        # a connection is free, and the wait for it shows as lateness.
+        self.connections = BoundedSemaphore(self.concurrency)
+        self.requests = Group()
+        self.inflight: dict[int, list[float]] = {}  # arrival -> [due epoch, sent epoch or 0]
+        self.finished = False
+        _open_users.append(self)
+
+    @task
+    def run_schedule(self) -> None:
+        if self.finished:
+            gevent.sleep(3600.0)  # the slice is sent: idle until Locust's run-time stops us
+            return
+        for k, offset in enumerate(self.due):
+            due = self.t0 + offset
+            delay = due - time.time()
+            gevent.sleep(delay if delay > 0 else 0.0)  # 0: behind schedule, yield and go on
+            self._arrive(self.index + k * self.count, due)
+        self.requests.join()
+        self.finished = True
+
+    def _arrive(self, arrival: int, due: float) -> None:
+        if len(self.inflight) >= self.cap:
+            _rows.append((time.time(), 0.0, 0, "dropped", 0, due))
+            return
+        self.inflight[arrival] = [due, 0.0]
+        self.requests.spawn(self._send, arrival, due)
+
+    def _send(self, arrival: int, due: float) -> None:
+        try:
+            with self.connections:
+                self.inflight.get(arrival, [0.0, 0.0])[1] = time.time()
+                path, body = REQUESTS[arrival % len(REQUESTS)]
+                self.client.post(
+                    path,
+                    data=body,  # type: ignore[arg-type]
+                    headers=_HEADERS,
+                    name=path,
+                    context={"scheduled": due},
+                )
+        finally:
+            self.inflight.pop(arrival, None)
+
+    def settle(self) -> None:
+        """Log what is still outstanding as timeouts and cancel it: Locust is stopping, and a
+        request it never answered must count against the server, not vanish from the log."""
+        now = time.time()
+        pending = list(self.inflight.values())
+        self.inflight.clear()
+        self.requests.kill(block=True)
+        for due, sent in pending:
+            if sent:
+                _rows.append((sent, (now - sent) * 1000.0, 0, "timeout", 0, due))
+            else:  # still waiting for a connection
+                _rows.append((now, 0.0, 0, "timeout", 0, due))
+
+    def on_stop(self) -> None:
+        self.settle()
+        if self in _open_users:
+            _open_users.remove(self)

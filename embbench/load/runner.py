@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embbench.children import spawn_group, stop_group
+from embbench.load.schedule import ARRIVALS, run_seconds, schedule_seconds
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 WORKER_WAIT_S = 120.0  # how long a master waits for its remote workers to connect
@@ -32,9 +33,38 @@ class LoadSpec:
     # Workers on other machines (Locust's distributed mode): the master waits for this many.
     expect_workers: int = 0
     master_port: int = 5557
+    # Open loop when rate > 0: arrivals per second (all processes together) at the times of a
+    # seeded schedule `schedule_s` long (see open_timing); `users` is then ignored (one user per
+    # Locust process). Beyond `max_inflight` outstanding requests an arrival is dropped.
+    # `connections` (0: as many as max_inflight) caps the open connections; fewer than the cap
+    # makes arrivals wait in the client, as wrk2's -c does, and that wait counts as lateness.
+    rate: float = 0.0
+    arrival: str = "poisson"
+    max_inflight: int = 1000
+    connections: int = 0
+    seed: int = 0
+    schedule_s: float = 0.0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate > 0
+
+    @property
+    def load_processes(self) -> int:
+        """Locust processes that run users: remote workers, else --processes children, else 1."""
+        return self.expect_workers or max(1, self.processes)
+
+
+def open_timing(warmup: float, duration: float) -> tuple[float, float]:
+    """(schedule_s, run_time) of an open cell: the schedule covers warmup, window and a tail;
+    Locust runs as long as the schedule plus its start lead and a margin to stop, and stops by
+    itself (the orchestrator waits for it instead of stopping it once the window is over)."""
+    schedule_s = schedule_seconds(warmup, duration)
+    return schedule_s, run_seconds(schedule_s)
 
 
 def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[str, str]]:
+    users = spec.load_processes if spec.open_loop else spec.users
     argv = [
         sys.executable,
         "-m",
@@ -45,10 +75,10 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         "--host",
         spec.url,
         "--users",
-        str(spec.users),
+        str(users),
         # All users at once (one second): the ramp-up is excluded from the window anyway.
         "--spawn-rate",
-        str(spec.users),
+        str(users),
         "--run-time",
         f"{math.ceil(spec.run_time)}s",
         "--stop-timeout",
@@ -59,6 +89,7 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         "--exit-code-on-error",
         "0",
     ]
+    argv += _open_loop_args(spec) if spec.open_loop else ["EmbeddingUser"]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
     if spec.expect_workers:
@@ -77,6 +108,28 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         PYTHONUNBUFFERED="1",
     )
     return argv, env
+
+
+def _open_loop_args(spec: LoadSpec) -> list[str]:
+    if spec.arrival not in ARRIVALS:
+        raise ValueError(f"unknown arrival process {spec.arrival!r}")
+    if spec.schedule_s <= 0 or spec.run_time < run_seconds(spec.schedule_s):
+        raise ValueError(
+            f"an open loop needs schedule_s > 0 and run_time >= {run_seconds(spec.schedule_s):.1f} "
+            f"s (open_timing); got {spec.schedule_s} and {spec.run_time}"
+        )
+    if spec.max_inflight < 1 or spec.connections < 0:
+        raise ValueError("max_inflight must be >= 1 and connections >= 0")
+    # Options, not environment: Locust sends them on to workers on other machines.
+    return [
+        "OpenLoopUser",
+        "--embbench-rate", repr(spec.rate),
+        "--embbench-arrival", spec.arrival,
+        "--embbench-seed", str(spec.seed),
+        "--embbench-schedule-s", repr(spec.schedule_s),
+        "--embbench-max-inflight", str(spec.max_inflight),
+        "--embbench-connections", str(spec.connections),
+    ]  # fmt: skip
 
 
 class LoadProcess:
@@ -114,7 +167,9 @@ class LoadProcess:
             stop_group(self.proc, grace)
 
 
-Row = tuple[float, float, int, str, int]
+# start (epoch s), latency ms, status, error, bytes, scheduled (epoch s). `scheduled` is when an
+# open-loop request was due (= start in a closed loop, and in logs written before it existed).
+Row = tuple[float, float, int, str, int, float]
 
 
 def read_requests(folder: Path) -> list[Row]:
@@ -152,10 +207,12 @@ class RequestLog:
 def _parse(lines: list[str]) -> Iterator[Row]:
     for line in lines:
         parts = line.split(",")
-        if len(parts) != 5:
+        if len(parts) not in (5, 6):
             continue  # a line cut by an interrupt
         try:
-            yield (float(parts[0]), float(parts[1]), int(parts[2]), parts[3], int(parts[4]))
+            start = float(parts[0])
+            scheduled = float(parts[5]) if len(parts) == 6 else start
+            yield (start, float(parts[1]), int(parts[2]), parts[3], int(parts[4]), scheduled)
         except ValueError:
             continue
 

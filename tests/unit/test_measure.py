@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from embbench import measure
@@ -62,3 +64,76 @@ def test_window_waits_for_every_user_to_come_back() -> None:
     # Fast servers: the warmup is what waits.
     quick = [(100.0, 10.0, 200, "", 1)] * 8
     assert measure.steady_start(quick, warmup=2.0, concurrency=4) == pytest.approx(102.0)
+
+
+def test_closed_cells_say_so() -> None:
+    assert measure.summarize_requests([(0.0, 1.0, 200, "", 1)], 1.0)["load_model"] == "closed"
+
+
+def open_rows() -> list[measure.RequestRow]:
+    """An open cell at 10 rps with its window at [100, 110): arrival i due at 100 + i / 10."""
+    rows: list[measure.RequestRow] = []
+    for i in range(100):
+        due = 100.0 + i / 10
+        rows.append((due + 0.002, 20.0, 200, "", 10, due))  # sent 2 ms late, 20 ms service
+    # A 1 s stall hit arrivals 10-14: sent on time, answered when the server woke up.
+    for i in range(10, 15):
+        due = 100.0 + i / 10
+        rows[i] = (due + 0.002, 2000.0 - i * 100.0, 200, "", 10, due)
+    rows[50] = (105.0, 0.0, 0, "dropped", 0, 105.0)
+    rows[60] = (106.0 + 0.002, 3.0, 503, "5xx", 0, 106.0)
+    rows[99] = (109.9 + 0.002, 500.0, 0, "timeout", 0, 109.9)  # still out when Locust stopped
+    # Outside the window by schedule: a warmup arrival answered inside it, one after it.
+    rows.append((99.5, 700.0, 200, "", 10, 99.5))
+    rows.append((110.0, 1.0, 200, "", 10, 110.0))
+    return rows
+
+
+def test_open_window_starts_at_the_schedule_zero() -> None:
+    rows = [(100.3, 5.0, 200, "", 1, 100.2), (100.1, 0.0, 0, "dropped", 0, 100.0)]
+    assert measure.open_window(rows, warmup=2.0, duration=10.0) == (102.0, 112.0)
+
+
+def test_open_summary_counts_from_the_scheduled_send() -> None:
+    out = measure.summarize_open(open_rows(), 100.0, 110.0, offered_rps=10.0)
+    assert out["load_model"] == "open" and out["offered_rps"] == 10.0
+    assert out["arrivals"] == 100 and out["dropped"] == 1
+    assert out["requests"] == 99 and out["failures"] == 2  # dropped counted apart
+    assert (out["errors_5xx"], out["errors_timeout"]) == (1, 1)
+    assert out["error_rate"] == pytest.approx(3 / 100)
+    # Throughput: successful completions inside the window, whichever arrival they answer:
+    # the 97 ok arrivals of the window, and the warmup one answered at 100.2 (not the one due
+    # at 110, answered after the window).
+    assert out["rps"] == pytest.approx(98 / 10.0)
+    assert out["late_p99_ms"] == pytest.approx(2.0, abs=1e-3) and out["loadgen_late"] is False
+    # Service time ignores the wait; open-loop latency includes the 2 ms lateness.
+    assert out["service_p50_ms"] == pytest.approx(20.0)
+    assert out["latency_p50_ms"] == pytest.approx(22.0, abs=1e-3)
+    assert out["latency_max_ms"] == pytest.approx(1002.0, abs=1e-3)
+    assert out["latency_p99_ms"] > out["latency_p95_ms"] >= 22.0
+
+
+def test_a_late_load_generator_is_flagged() -> None:
+    rows = [(100.0 + i / 10 + 0.05, 20.0, 200, "", 10, 100.0 + i / 10) for i in range(100)]
+    out = measure.summarize_open(rows, 100.0, 110.0, offered_rps=10.0)
+    assert out["late_p99_ms"] == pytest.approx(50.0, abs=1e-3)
+    assert out["loadgen_late"] is True
+    assert out["service_p99_ms"] == pytest.approx(20.0)
+    assert out["latency_p99_ms"] == pytest.approx(70.0, abs=1e-3)
+
+
+def test_request_log_reads_old_and_new_columns(tmp_path: Path) -> None:
+    from embbench.load.runner import RequestLog
+
+    (tmp_path / "requests-1.csv").write_text(
+        "start,latency_ms,status,error,bytes\n1.0,2.5,200,,10\n"
+    )
+    (tmp_path / "requests-2.csv").write_text(
+        "start,latency_ms,status,error,bytes,scheduled\n"
+        "2.0,1.0,200,,12,1.999\n2.1,0.0,0,dropped,0,2.05\n"
+    )
+    assert sorted(RequestLog(tmp_path).poll()) == [
+        (1.0, 2.5, 200, "", 10, 1.0),  # a closed-loop row is due when it was sent
+        (2.0, 1.0, 200, "", 12, 1.999),
+        (2.1, 0.0, 0, "dropped", 0, 2.05),
+    ]

@@ -53,13 +53,14 @@ def test_request_log_reads_only_what_was_appended(tmp_path: Path) -> None:
     log_file = tmp_path / "requests-1.csv"
     log_file.write_text("start,latency_ms,status,error,bytes\n1.0,2.5,200,,10\n1.5,3.0,2")
     log = RequestLog(tmp_path)
-    assert log.poll() == [(1.0, 2.5, 200, "", 10)]  # the cut line waits
+    # A closed-loop log (5 columns): `scheduled` is the start itself.
+    assert log.poll() == [(1.0, 2.5, 200, "", 10, 1.0)]  # the cut line waits
     with log_file.open("a") as handle:
         handle.write("00,,12\n2.0,1.0,500,5xx,0\n")
     assert log.poll() == [
-        (1.0, 2.5, 200, "", 10),
-        (1.5, 3.0, 200, "", 12),
-        (2.0, 1.0, 500, "5xx", 0),
+        (1.0, 2.5, 200, "", 10, 1.0),
+        (1.5, 3.0, 200, "", 12, 1.5),
+        (2.0, 1.0, 500, "5xx", 0, 2.0),
     ]
-    assert log.poll()[-1] == (2.0, 1.0, 500, "5xx", 0)  # nothing new, nothing doubled
+    assert log.poll()[-1] == (2.0, 1.0, 500, "5xx", 0, 2.0)  # nothing new, nothing doubled
     assert len(log.poll()) == 3
