@@ -284,7 +284,13 @@ def search(
         reason = f"passes at {passed.rate:.1f} rps, fails at {failed.rate:.1f} rps"
     else:
         status = "indeterminate"
-        reason = f"probe budget spent ({len(probes)} probes) before the boundary was bracketed"
+        if passed is not None and failed is not None:
+            reason = (
+                f"probe budget spent ({len(probes)} probes) bisecting between "
+                f"{passed.rate:.1f} and {failed.rate:.1f} rps"
+            )
+        else:
+            reason = f"probe budget spent ({len(probes)} probes) before the boundary was bracketed"
     if status == "indeterminate" and passed is not None:
         reason += f"; passes at {passed.rate:.1f} rps"
     return CapacityResult(

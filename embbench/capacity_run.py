@@ -59,6 +59,8 @@ def run_capacity(
     config: RunConfig, target: Target, progress: Progress | None = None
 ) -> CapacityOutcome:
     progress = progress or Progress()
+    # The ceiling's CPU per embedding is what the capacity table sets each server against.
+    config = dataclasses.replace(config, ceiling=True)
     check(config)
     session = RunSession(config, progress, [])
     session.meta["capacity"] = dataclasses.asdict(target)

@@ -21,6 +21,7 @@ from embbench.chartkit import (
     finish,
     new_figure,
 )
+from embbench.stats import level_order
 
 PERCENTILES: tuple[tuple[str, str, Any], ...] = (
     ("latency_p50_ms", "p50", "-"),
@@ -117,19 +118,19 @@ def latency_figure(agg: pd.DataFrame, meta: Mapping[str, Any]) -> Figure:
 
 
 def resources_figure(agg: pd.DataFrame, meta: Mapping[str, Any]) -> Figure:
-    """Server CPU % per label and concurrency (bar = mean, tick = max); peak RSS/PSS per label."""
+    """Server CPU % per label and level (bar = mean, tick = max); peak RSS/PSS per label."""
     fig = new_figure(columns=2)[0]
     cpu_ax, mem_ax = fig.axes
     ok = agg[agg["n_ok"] > 0]
     labels = list(dict.fromkeys(ok["label"]))
-    levels = sorted(ok["concurrency"].unique())
+    levels = sorted(ok["level"].unique(), key=level_order)
     x = np.arange(len(labels))
     width = 0.8 / max(len(levels), 1)
     shades = matplotlib.colormaps["Blues"](np.linspace(0.45, 0.9, max(len(levels), 1)))
     for i, level in enumerate(levels):
-        rows = ok[ok["concurrency"] == level].set_index("label").reindex(labels)
+        rows = ok[ok["level"] == level].set_index("label").reindex(labels)
         pos = x - 0.4 + width * (i + 0.5)
-        cpu_ax.bar(pos, rows["cpu_pct_mean"], width, color=shades[i], label=f"c={level} mean")
+        cpu_ax.bar(pos, rows["cpu_pct_mean"], width, color=shades[i], label=f"{level} mean")
         cpu_ax.scatter(
             pos,
             rows["cpu_pct_max"],
