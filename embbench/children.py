@@ -2,17 +2,42 @@
 
 One session per child, so that TERM and KILL reach every process it forks (uvicorn and
 gunicorn workers, Locust's --processes) and a Ctrl-C in the terminal reaches only embbench,
-which then stops its children itself, in order.
+which then stops its children itself, in order. If embbench itself is killed (kill -9, no
+`finally` runs), each child gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and stops its own
+workers as on any TERM.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+try:  # looked up before any fork: the child only calls a function already loaded
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(
+        ctypes.util.find_library("c") or "libc.so.6", use_errno=True
+    )
+except OSError:  # not Linux: no parent-death signal, the process group still stops children
+    _LIBC = None
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """For the child, between fork and exec: TERM me when my parent dies, even by SIGKILL
+    (Linux's PR_SET_PDEATHSIG), and exit at once if it already has."""
+
+    def arm() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def spawn_group(
@@ -29,6 +54,8 @@ def spawn_group(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Between fork and exec only a libc call already loaded: no lock a thread could hold.
+            preexec_fn=_die_with(os.getpid()),
         )
 
 
@@ -47,3 +74,14 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float) -> int | None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
     return proc.returncode
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.children import pid_alive
 from embbench.columns import SUMMARY_COLUMNS, check_names
 from embbench.errors import ResultsError
 
@@ -70,22 +71,12 @@ def mark_abandoned_runs(out: Path) -> list[Path]:
         except (OSError, json.JSONDecodeError):
             continue
         pid = meta.get("pid")
-        if meta.get("status") != "running" or (isinstance(pid, int) and _alive(pid)):
+        if meta.get("status") != "running" or (isinstance(pid, int) and pid_alive(pid)):
             continue
         meta["status"] = "abandoned"
         write_json(meta_file, meta)
         marked.append(meta_file.parent)
     return marked
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def create_run_dir(out: Path, run_id: str | None = None) -> Path:

@@ -18,6 +18,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from embbench.children import pid_alive
 from embbench.config import ServerOptions
 from embbench.errors import PeerUnavailableError
 from embbench.models import BUNDLED_MODEL, resolve_model
@@ -34,6 +35,8 @@ MODEL_MOUNT = "/data"
 # level. A semaphore's size, so a generous value costs nothing; 429s are still counted apart.
 MAX_CONCURRENT_REQUESTS = 4096
 DOCKER_TIMEOUT = 20.0
+
+OWNER_LABEL = "io.embbench.owner-pid"
 
 NO_ENGINE = (
     "tei needs a Docker engine (none here); start TEI yourself and run "
@@ -60,6 +63,8 @@ def docker_command(
         "docker", "run",
         "--rm",  # removed when it stops (cleanup's `docker rm -f` covers a client killed hard)
         "--name", container_name,
+        # Whose container this is: a later run removes those whose embbench is gone (kill -9).
+        "--label", f"{OWNER_LABEL}={os.getpid()}",
         "--pull", "missing",  # pull the pinned tag once; never replace a local copy
         "-p", f"{host}:{port}:80",  # only on the address asked for (127.0.0.1 by default)
         "-v", f"{Path(model_dir).resolve()}:{MODEL_MOUNT}:ro",  # the same files as ours, read-only
@@ -128,6 +133,26 @@ def remove_container(name: str) -> None:
         )
 
 
+def remove_stale_containers() -> list[str]:
+    """Remove the containers of embbench processes that are gone (a run killed with -9 never
+    reached its clean-up); returns their ids."""
+    try:
+        listed = subprocess.run(
+            ["docker", "ps", "-a", "--filter", f"label={OWNER_LABEL}",
+             "--format", f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'],
+            capture_output=True, text=True, timeout=DOCKER_TIMEOUT, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    stale = []
+    for line in listed.stdout.splitlines():
+        ident, _, owner = line.partition(" ")
+        if owner.isdigit() and not pid_alive(int(owner)):
+            remove_container(ident)
+            stale.append(ident)
+    return stale
+
+
 def container_pids(name: str) -> list[int]:
     """Host pids of the roots of container `name`'s process tree ([] if it is not running).
 
@@ -168,6 +193,9 @@ class Tei(Variant):
         if docker_engine_error() is not None:
             raise PeerUnavailableError(NO_ENGINE)
         resolve_model(options.model)
+
+    def prepare(self, options: ServerOptions) -> None:
+        remove_stale_containers()
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         workdir.mkdir(parents=True, exist_ok=True)
