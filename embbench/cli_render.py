@@ -64,7 +64,7 @@ def render_rows(rows: Sequence[Mapping[str, Any]], title: str) -> None:
     """One line per cell, as `embbench run` prints them at the end."""
     headers = [
         "variant",
-        "c",
+        "level",
         "rep",
         "status",
         *(c.heading for c in columns.where(show=columns.CONSOLE)),

@@ -92,6 +92,9 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
     argv += _open_loop_args(spec) if spec.open_loop else ["EmbeddingUser"]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
+        if not spec.expect_workers:
+            # Its own forked workers connect over loopback: nothing else may reach the master.
+            argv += ["--master-bind-host", "127.0.0.1"]
     if spec.expect_workers:
         argv += [
             "--master", "--expect-workers", str(spec.expect_workers),
