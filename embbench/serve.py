@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import tempfile
 import time
@@ -32,6 +33,7 @@ def serve_foreground(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
+    previous_hup = signal.signal(signal.SIGHUP, stop)  # a closed terminal stops it like TERM
     try:
         server.start()
         server.wait_ready(url, timeout=300)
@@ -45,3 +47,6 @@ def serve_foreground(
     finally:
         server.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
+        # The log went to the terminal's user as a path; the folder is ours to clean.
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -13,8 +13,10 @@ import pytest
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "results" / "20261124-000000"
 
 
-def embbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, COLUMNS="80", HF_HUB_OFFLINE="1")
+def embbench(
+    *args: str, cwd: Path | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="80", HF_HUB_OFFLINE="1", **extra_env)
     return subprocess.run(
         [sys.executable, "-m", "embbench", *args], capture_output=True, text=True, env=env,
         cwd=cwd, timeout=120, check=False,
@@ -46,6 +48,17 @@ def assert_one_line_usage_error(done: subprocess.CompletedProcess[str], needle: 
         (["serve", "--variant", "nope"], "unknown variant"),
         (["ceiling", "--streams", "0"], "--streams must be positive"),
         (["report", "/no/such/run"], "is not an embbench run"),
+        (["run", "--variant", "batched", "--run-id", "../x"], "--run-id '../x' must be a plain"),
+        (["run", "--variant", "batched", "--concurrency", "1000000"], "at most 20000"),
+        (
+            ["run", "--variant", "batched", "--load-processes", "2", "--load-workers", "1"],
+            "do not combine",
+        ),
+        (["run", "--variant", "batched", "--rate", "0"], "rate must be at least"),
+        (["run", "--variant", "batched", "--rate", "x"], "--rate takes numbers"),
+        (["run", "--variant", "batched", "--rate", "10", "--concurrency", "5"], "do not combine"),
+        (["run", "--variant", "batched", "--arrival", "bursty"], "arrival must be one of"),
+        (["capacity", "--variant", "batched", "--slo-p99-ms", "0"], "must be positive"),
     ],
 )
 def test_usage_errors(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -59,6 +72,34 @@ def test_bad_config_file(tmp_path: Path) -> None:
     bad.write_text("[[variant]]\nname = 'batched'\nworkers = 'two'\n")
     done = embbench("run", "--config", str(bad), "--out", str(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_rust_variant_without_its_build(tmp_path: Path) -> None:
+    done = embbench("run", "--variant", "rust-rwlock", "--out", str(tmp_path / "out"),
+                    EMBBENCH_CACHE=str(tmp_path / "empty-cache"))  # fmt: skip
+    assert_one_line_usage_error(done, "rust-rwlock needs the Rust server built")
+
+
+def test_out_is_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    done = embbench("run", "--variant", "batched", "--out", str(target))
+    assert_one_line_usage_error(done, "is a file")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[[variant]]\nname = 'batched'\ntruncation = 'no'\n", "truncation must be true or false"),
+        ("[run]\nduration = 'long'\n[[variant]]\nname = 'batched'\n", "duration must be a number"),
+        ("[run]\nconcurrency = 10\n[[variant]]\nname = 'batched'\n", "list of numbers"),
+    ],
+)
+def test_run_file_values_are_checked_by_type(tmp_path: Path, text: str, needle: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    done = embbench("run", "--config", str(bad), "--out", str(tmp_path / "out"))
+    assert_one_line_usage_error(done, needle)
 
 
 def test_port_in_use(tmp_path: Path) -> None:
