@@ -302,12 +302,9 @@ class CellRunner:
             )
             self.row["little_ratio"] = ratio
             self.row["little_law_ok"] = measure.little_ok(ratio)
-        if self.row.get("loadgen_saturated"):
-            self.progress.warn(
-                f"{self.cell.name}: the load generator was saturated "
-                f"({self.row['loadgen_cpu_pct_mean']:.0f} % CPU); its numbers are a floor. "
-                "Try --load-processes 2 or a load generator on another machine."
-            )
+        saturated = measure.saturation_note(self.row)
+        if saturated:
+            self.progress.warn(f"{self.cell.name}: {saturated}")
         if rows:
             results.write_rows(
                 self.run_dir / "requests" / f"{self.cell.name}.csv", results.REQUEST_COLUMNS, rows

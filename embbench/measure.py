@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -178,6 +178,16 @@ def summarize_samples(
         "loadgen_cpu_pct_max": float(load.max()),
         "loadgen_saturated": saturated,
     }
+
+
+def saturation_note(row: Mapping[str, Any]) -> str | None:
+    """What to tell the user when the load generator, not the server, was the limit."""
+    if not row.get("loadgen_saturated"):
+        return None
+    return (
+        f"the load generator was saturated ({row.get('loadgen_cpu_pct_mean') or 0:.0f} % CPU); "
+        "its numbers are a floor. Try --load-processes 2 or a load generator on another machine."
+    )
 
 
 def little_ratio(rps: float, latency_mean_ms: float | None, concurrency: int) -> float | None:
