@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.toml
 
-.PHONY: help venv test unit integration lint format bench smoke report peers rust clean
+.PHONY: help venv test unit integration lint format bench smoke capacity report peers rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP) ## create the virtual environment (torch CPU, the model, locust, ...)
+venv: $(STAMP) ## create the virtual environment (torch, the model, locust, ...)
 
 test: $(STAMP) ## run all tests (unit, then integration with real servers and Locust)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
@@ -46,6 +46,10 @@ bench: $(STAMP) ## the full matrix (configs/default.toml), then its report
 smoke: $(STAMP) ## the small CI matrix (configs/smoke.toml), then its report
 	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/smoke.toml; code=$$?; \
 	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
+capacity: $(STAMP) ## rate each variant sustains at p99 <= 50 ms (configs/capacity.toml; make peers first)
+	HF_HUB_OFFLINE=1 $(BIN)/embbench capacity --config configs/capacity.toml --slo-p99-ms 50; \
+	  code=$$?; HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
 
 report: $(STAMP) ## report on the newest run under results/
 	HF_HUB_OFFLINE=1 $(BIN)/embbench report
