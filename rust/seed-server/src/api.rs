@@ -1,0 +1,303 @@
+//! The HTTP API, the same contract as embbench's Python servers: POST /predict, POST /embed
+//! (TEI's shape), GET /health, GET /info; errors are JSON `{"error", "error_type"}`, never a
+//! panic or a plain-text body for bad input.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::RwLock;
+
+use crate::model::{Bert, EmbedError};
+
+#[derive(serde::Serialize)]
+struct Predicted {
+    embeddings: Vec<Vec<f32>>,
+}
+
+/// Inputs per /embed request, as TEI's --max-client-batch-size.
+pub const MAX_CLIENT_BATCH: usize = 64;
+/// An over-long body is read (and dropped) up to this much so that the client, still writing,
+/// gets the 413 instead of a reset connection; past it the connection is simply closed.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// One model behind the lock the article measured.
+pub enum Guarded {
+    /// `tokio::sync::RwLock`, the article's main choice. Only the read side is ever taken, so
+    /// concurrent requests never wait on each other here.
+    RwLock(RwLock<Bert>),
+    /// `std::sync::Mutex`, the article's import (`use std::sync::Mutex;`) for its Mutex runs.
+    /// A std Mutex (not tokio's) is what "shared behind a Mutex" measured: a worker that finds
+    /// the model taken blocks its whole thread (its event loop too) until the model is free,
+    /// and requests run strictly one at a time. tokio's Mutex would also serialise them, but
+    /// would let the waiting worker serve other connections meanwhile: a different design.
+    Mutex(Mutex<Bert>),
+}
+
+impl Guarded {
+    pub fn new(bert: Bert, lock: LockKind) -> Guarded {
+        match lock {
+            LockKind::Rwlock => Guarded::RwLock(RwLock::new(bert)),
+            LockKind::Mutex => Guarded::Mutex(Mutex::new(bert)),
+        }
+    }
+
+    /// Take the lock, then embed, as the article's handler did (`model.bert.read().await`, then
+    /// `predict`): the forward pass runs right in the async handler, on the actix worker's own
+    /// thread, so that worker serves nothing else meanwhile. That IS what is being measured
+    /// (workers = how many forward passes may run at once), so it is kept, not moved to
+    /// `web::block`.
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        truncate: Option<bool>,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        let run = |bert: &Bert| {
+            catch_unwind(AssertUnwindSafe(|| bert.embed(texts, truncate))).unwrap_or_else(|_| {
+                Err(EmbedError::Other(anyhow::anyhow!(
+                    "the forward pass panicked"
+                )))
+            })
+        };
+        let result = match self {
+            Guarded::RwLock(lock) => run(&*lock.read().await),
+            // The model is never mutated, so a poisoned lock (a panic caught above cannot poison
+            // it, but be safe) still holds a usable model.
+            Guarded::Mutex(lock) => run(&lock.lock().unwrap_or_else(PoisonError::into_inner)),
+        };
+        result.map_err(|err| match err {
+            EmbedError::TooLong { tokens, limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "input_too_long",
+                format!("input has {tokens} tokens; the model accepts at most {limit}"),
+            ),
+            EmbedError::Other(err) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("{err:#}"),
+            ),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockKind {
+    Rwlock,
+    Mutex,
+}
+
+impl LockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Rwlock => "rwlock",
+            LockKind::Mutex => "mutex",
+        }
+    }
+}
+
+/// What every worker shares: settings and the /info reply.
+pub struct ServerState {
+    pub max_body_bytes: usize,
+    pub info: Value,
+    /// Models loaded so far (1 when shared; one per worker that started, when per-worker).
+    pub models_loaded: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error_type: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            error_type,
+            message: message.into(),
+        }
+    }
+
+    fn validation(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .json(json!({"error": self.message, "error_type": self.error_type}))
+    }
+}
+
+/// The body as JSON. The raw payload is read here, not through `web::Json`, so that each kind
+/// of failure gets its own status and a JSON body: 413 over the limit (by Content-Length or as
+/// read), 400 for bytes that are not JSON. Any content type is accepted, as by the Python
+/// servers.
+async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut over = declared.is_some_and(|n| n > limit as u64);
+    let mut body = BytesMut::new();
+    let mut read = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk: Bytes = chunk.map_err(|err| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "payload",
+                format!("reading the body: {err}"),
+            )
+        })?;
+        read += chunk.len();
+        over |= read > limit;
+        if !over {
+            body.extend_from_slice(&chunk);
+        } else if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if over {
+        let size = declared.map_or(read as u64, |n| n.max(read as u64));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body of {size} bytes exceeds {limit}"),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|err| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not valid JSON: {err}"),
+        )
+    })
+}
+
+fn object(payload: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    payload
+        .as_object()
+        .ok_or_else(|| ApiError::validation("body must be a JSON object"))
+}
+
+fn field<'a>(
+    payload: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<&'a Value, ApiError> {
+    payload
+        .get(key)
+        .ok_or_else(|| ApiError::validation(format!("missing field '{key}'")))
+}
+
+fn check_not_empty(texts: &[String]) -> Result<(), ApiError> {
+    if texts.iter().any(|t| t.trim().is_empty()) {
+        return Err(ApiError::validation("input text is empty"));
+    }
+    Ok(())
+}
+
+pub async fn predict(
+    req: HttpRequest,
+    payload: web::Payload,
+    model: web::Data<Guarded>,
+    state: web::Data<ServerState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.max_body_bytes).await?;
+    let text = match field(object(&body)?, "text")? {
+        Value::String(text) => text.clone(),
+        _ => return Err(ApiError::validation("field 'text' must be a string")),
+    };
+    let texts = [text];
+    check_not_empty(&texts)?;
+    let embeddings = model.embed(&texts, None).await?;
+    // Serialised as f32 (shortest form), not through serde_json::Value's f64.
+    Ok(HttpResponse::Ok().json(Predicted { embeddings }))
+}
+
+pub async fn embed(
+    req: HttpRequest,
+    payload: web::Payload,
+    model: web::Data<Guarded>,
+    state: web::Data<ServerState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.max_body_bytes).await?;
+    let body = object(&body)?;
+    let bad_inputs =
+        || ApiError::validation("field 'inputs' must be a string or a list of strings");
+    let texts: Vec<String> = match field(body, "inputs")? {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(bad_inputs))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad_inputs()),
+    };
+    if texts.len() > MAX_CLIENT_BATCH {
+        // 413 as TEI answers a batch over --max-client-batch-size (and as the Python servers).
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "validation",
+            format!("{} inputs exceed {MAX_CLIENT_BATCH}", texts.len()),
+        ));
+    }
+    let truncate = match body.get("truncate") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(flag)) => Some(*flag),
+        Some(_) => return Err(ApiError::validation("field 'truncate' must be a boolean")),
+    };
+    check_not_empty(&texts)?;
+    let embeddings = model.embed(&texts, truncate).await?;
+    Ok(HttpResponse::Ok().json(embeddings))
+}
+
+/// 200 as soon as this worker serves: its model (and warm-up) was done before it did.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn info(state: web::Data<ServerState>) -> HttpResponse {
+    let mut info = state.info.clone();
+    info["models_loaded"] = json!(state.models_loaded.load(Ordering::SeqCst));
+    HttpResponse::Ok().json(info)
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {}", req.path()),
+    )
+    .error_response()
+}
+
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
