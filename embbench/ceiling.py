@@ -85,11 +85,11 @@ def _measure_layout(
     seconds: float,
     batch_sizes: Sequence[int],
 ) -> dict[str, Any]:
+    from embbench.options import ServerOptions
     from embbench.servers.encoder import Encoder, EncoderSettings
 
-    first = Encoder(
-        EncoderSettings(model_path=model_path, backend=backend, quantize=quantize, threads=threads)
-    )
+    options = ServerOptions(backend=backend, quantize=quantize)
+    first = Encoder(EncoderSettings(model_path=model_path, options=options, threads=threads))
     encoders = [first] + [first.replica() for _ in range(streams - 1)]
     for encoder in encoders:
         for _ in range(3):  # first calls allocate and pick kernels

@@ -89,14 +89,18 @@ class ServerOptions:
     streams: int | None = option(
         None, "Forward passes at once per process (shared-rwlock, batched).", minimum=1
     )
-    max_batch_size: int = option(32, "Largest batch (batched).", minimum=1)
+    max_batch_size: int = option(
+        32, "Largest batch (batched), largest slice of one request (mutex, rwlock).", minimum=1
+    )
     # What carries requests to the API: FastAPI, or a bare ASGI callable (servers/asgi.py).
     http: str = option(
         "fastapi", "fastapi | asgi: the layer before the API.", choices=("fastapi", "asgi"),
         label="{value}",
     )  # fmt: skip
-    max_batch_tokens: int = option(16384, "Most tokens in one forward pass.", minimum=1,
-                                   label=None)  # fmt: skip
+    max_batch_tokens: int = option(
+        16384, "Most padded tokens in one forward pass (a batch, or a slice of one request).",
+        minimum=1, label=None,
+    )  # fmt: skip
     max_body_bytes: int = option(1 << 20, "Largest request body.", minimum=1, label=None)
     # TEI's name and default: requests in flight beyond it are answered 429 with Retry-After.
     max_concurrent_requests: int = option(

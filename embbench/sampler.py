@@ -150,9 +150,7 @@ QUIET_PCT = 25.0
 QUIET_MAX_S = 15.0
 
 
-def wait_quiet(
-    max_s: float = QUIET_MAX_S, threshold_pct: float = QUIET_PCT
-) -> tuple[float, float]:
+def wait_quiet(max_s: float = QUIET_MAX_S, threshold_pct: float = QUIET_PCT) -> tuple[float, float]:
     """Wait until the whole machine's CPU use over half a second is below `threshold_pct`
     (of all cores), or `max_s` passed. Returns (seconds waited, the last CPU % seen), so that
     what quiet costs, and a machine that never got quiet, are both on record."""

@@ -12,6 +12,7 @@ import uvicorn
 
 from embbench.config import ServerConfig
 from embbench.servers.factory import create_app
+from embbench.servers.protocol import IDLE_TIMEOUT_S, GuardedHttpToolsProtocol
 
 
 def main() -> None:
@@ -25,6 +26,9 @@ def main() -> None:
         # 1000 clients connect at once at the top level; the default backlog (2048) holds them.
         backlog=4096,
         timeout_graceful_shutdown=3,
+        # Timeouts, header and connection limits (protocol.py).
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=int(IDLE_TIMEOUT_S),
     )
 
 

@@ -1,28 +1,58 @@
 """The API every variant of ours serves, apart from any web framework.
 
-DESIGN.md's contract: POST /predict, POST /embed (TEI's shape), POST /v1/embeddings (OpenAI's
-shape), POST /reload, GET /health, GET /info; errors are JSON {"error", "error_type"} and never a
-500 for bad input. `Api` takes parsed JSON and returns what to send; app.py (FastAPI) and asgi.py
-(a bare ASGI callable) only carry bytes to and from it, so both serve exactly the same thing.
+DESIGN.md's contract: POST /predict, POST /embed and POST / (TEI's shape), POST /tokenize and
+POST /decode (TEI's), POST /v1/embeddings (OpenAI's shape), POST /reload, GET /health, GET /info
+(TEI's fields and ours); errors are JSON {"error", "error_type"} and never a 500 for bad input.
+The optional fields of TEI's and OpenAI's requests are checked in fields.py. `Api` takes
+parsed JSON and returns what to send; app.py (FastAPI) and asgi.py (a bare ASGI callable) only
+carry bytes to and from it, so both serve exactly the same thing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from embbench import __version__
 from embbench.config import ServerConfig
-from embbench.servers.encoder import Encoder, EncoderSettings, InputTooLongError, TokenIds
-from embbench.servers.strategies import BatchedStrategy, MutexStrategy, RWLockStrategy, Strategy
+from embbench.options import cpu_count
+from embbench.servers import admission
+from embbench.servers.encoder import (
+    Embeddings,
+    Encoder,
+    EncoderSettings,
+    InputTooLongError,
+    Side,
+    TokenIds,
+)
+from embbench.servers.fields import (
+    FieldError,
+    as_base64,
+    check_dimensions,
+    decode_fields,
+    embed_fields,
+    load_prompts,
+    openai_base64,
+    simple_tokens,
+    tokenize_fields,
+    with_prompt,
+)
+from embbench.servers.strategies import Strategy, build_strategy
 
 log = logging.getLogger("embbench.server")
 WARMUP_TEXT = "Warming up the model so that the first measured request is not the slowest."
 MAX_CLIENT_BATCH = 64  # inputs per /embed request, as TEI's --max-client-batch-size
+LOAD_FAILED = "the model failed to load; the server log says why"
 
 
 class ApiError(Exception):
@@ -63,30 +93,28 @@ def check_read_length(read: int, limit: int) -> None:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
 
 
-def encoder_settings(config: ServerConfig) -> EncoderSettings:
-    return EncoderSettings(
-        model_path=config.model_path,
-        backend=config.options.backend,
-        quantize=config.options.quantize,
-        padding=config.options.padding,
-        truncation=config.options.truncation,
-        max_seq_length=config.options.max_seq_length,
-        threads=config.threads,
-    )
+@contextlib.contextmanager
+def overloaded_is_429() -> Iterator[None]:
+    try:
+        yield
+    except admission.Overloaded as exc:  # guard.py adds Retry-After to every 429
+        raise ApiError(429, "overloaded", str(exc)) from exc
 
 
-def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:
-    if config.strategy == "rwlock":
-        return RWLockStrategy(encoder, pool_size=config.streams)
-    if config.strategy == "batched":
-        return BatchedStrategy(
-            encoder,
-            config.options.max_batch_size,
-            config.options.max_batch_tokens,
-            config.options.batch_spread,
-            streams=config.streams,
-        )
-    return MutexStrategy(encoder)
+def warm(encoder: Encoder) -> Encoder:
+    """Run a few forward passes: the first calls allocate and pick kernels."""
+    ids = encoder.tokenize(WARMUP_TEXT)
+    for size in (1, 1, 4):
+        encoder.embed([ids] * size)
+    return encoder
+
+
+@contextlib.contextmanager
+def checked_fields() -> Iterator[None]:
+    try:
+        yield
+    except FieldError as exc:
+        raise ApiError(422, exc.error_type, str(exc)) from exc
 
 
 def text_field(payload: Any, key: str) -> str:
@@ -121,8 +149,12 @@ class Api:
     def __init__(self, config: ServerConfig, encoder: Encoder | None = None) -> None:
         self.config = config
         self.strategy: Strategy | None = None
-        self.error: str | None = None
+        self.error: str | None = None  # for the log; clients only learn that loading failed
         self._preloaded = encoder
+        self.admission = admission.Admission(admission.Limits.of(config.options))
+        # Tokenising a long input takes the CPU for a while (0.5 s for 1 MiB): a thread pool
+        # keeps it off the event loop, which goes on answering /health and parsing requests.
+        self._tokenizers = ThreadPoolExecutor(cpu_count(), thread_name_prefix="tokenize")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -132,24 +164,27 @@ class Api:
     def close(self) -> None:
         if self.strategy is not None:
             self.strategy.close()
+        self._tokenizers.shutdown(wait=False, cancel_futures=True)
 
     def load(self) -> None:
         try:
             if self._preloaded is not None:
                 # Loaded before fork: only this worker's thread setting is new.
                 self._preloaded.set_threads(self.config.threads)
-            encoder = self._preloaded or Encoder(encoder_settings(self.config))
+            encoder = self._preloaded or Encoder(EncoderSettings.of(self.config))
             strategy = build_strategy(self.config, encoder)
-            ids = encoder.tokenize(WARMUP_TEXT)
-            for each in strategy.encoders():  # first calls allocate and pick kernels
-                for size in (1, 1, 4):
-                    each.embed([ids] * size)
+            for each in strategy.encoders():
+                warm(each)
             self.strategy = strategy
             if self.config.ready_dir:
                 Path(self.config.ready_dir, str(os.getpid())).touch()
         except Exception as exc:  # reported by /health; the launcher sees it in the log too
             log.exception("model failed to load")
             self.error = f"{type(exc).__name__}: {exc}"
+
+    def fresh_encoder(self) -> Encoder:
+        """A new encoder of this server's model, warmed, for /reload (runs in a thread)."""
+        return warm(Encoder(EncoderSettings.of(self.config)))
 
     def ready(self) -> bool:
         if self.strategy is None:
@@ -166,56 +201,157 @@ class Api:
 
     def current(self) -> Strategy:
         if self.strategy is None:
-            raise ApiError(503, "unavailable", self.error or "model is loading")
+            # The reason stays in the server's log: it may name files of this machine.
+            raise ApiError(503, "unavailable", LOAD_FAILED if self.error else "model is loading")
         return self.strategy
 
-    async def embed_texts(self, texts: list[str], truncate: bool | None = None) -> Any:
-        current = self.current()
+    @functools.cached_property
+    def prompts(self) -> dict[str, str]:
+        return load_prompts(self.config.model_path)
+
+    async def tokenize_texts(
+        self, texts: list[str], truncate: bool | None = None, side: Side = "right"
+    ) -> list[TokenIds]:
+        encoder = self.current().encoder
+        limit = self.config.options.max_input_chars
         for text in texts:
             if not text.strip():
                 raise ApiError(422, "validation", "input text is empty")
+            if len(text) > limit:
+                raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
+        with overloaded_is_429():
+            admission.charge(inputs=len(texts))
+        loop = asyncio.get_running_loop()
         try:
-            ids: list[TokenIds] = [current.encoder.tokenize(t, truncate) for t in texts]
+            ids = await loop.run_in_executor(
+                self._tokenizers, encoder.tokenize_batch, texts, truncate, side
+            )
         except InputTooLongError as exc:
             raise ApiError(413, "input_too_long", str(exc)) from exc
-        return await current.embed(ids)
+        with overloaded_is_429():
+            admission.charge(tokens=sum(len(each) for each in ids))
+        return ids
+
+    async def embed_ids(self, ids: list[TokenIds], normalize: bool | None = None) -> Embeddings:
+        current = self.current()
+        if normalize is current.encoder.pooling.normalize:
+            # What the model does anyway: None keeps such requests in one batch with the rest.
+            normalize = None
+        return await current.embed(ids, normalize)
+
+    async def embed_texts(self, texts: list[str], truncate: bool | None = None) -> Any:
+        return await self.embed_ids(await self.tokenize_texts(texts, truncate))
 
     async def predict(self, payload: Any) -> Any:
         return {"embeddings": await self.embed_texts([text_field(payload, "text")])}
 
     async def embed(self, payload: Any) -> Any:
+        """TEI's /embed (and /): a list of vectors, one per input."""
         texts = text_list(payload, "inputs")
-        truncate = payload.get("truncate")
-        if truncate is not None and not isinstance(truncate, bool):
-            raise ApiError(422, "validation", "field 'truncate' must be a boolean")
-        return await self.embed_texts(texts, truncate)
+        with checked_fields():
+            fields = embed_fields(payload)
+            check_dimensions(payload, self.current().encoder.dimensions)
+            texts = with_prompt(texts, fields.prompt_name, self.prompts)
+        ids = await self.tokenize_texts(texts, fields.truncate, fields.side)
+        return await self.embed_ids(ids, fields.normalize)
+
+    async def tokenize(self, payload: Any) -> Any:
+        """TEI's /tokenize: per input, its tokens as {id, text, special, start, stop}."""
+        texts = text_list(payload, "inputs")
+        with checked_fields():
+            add_special, prompt_name = tokenize_fields(payload)
+            texts = with_prompt(texts, prompt_name, self.prompts)
+        encoder = self.current().encoder
+        limit = self.config.options.max_input_chars
+        for text in texts:
+            if len(text) > limit:
+                raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
+
+        def tokens() -> list[list[dict[str, Any]]]:
+            return [simple_tokens(encoder.encoding(t, add_special), t) for t in texts]
+
+        # In the tokenisers' pool, as for /embed: a long input must not hold the event loop.
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizers, tokens)
+
+    async def decode(self, payload: Any) -> Any:
+        """TEI's /decode: per list of ids, its text."""
+        with checked_fields():
+            batch, skip_special = decode_fields(payload)
+        if len(batch) > MAX_CLIENT_BATCH:
+            raise ApiError(413, "validation", f"{len(batch)} inputs exceed {MAX_CLIENT_BATCH}")
+        encoder = self.current().encoder
+        return await asyncio.get_running_loop().run_in_executor(
+            self._tokenizers, encoder.decode, batch, skip_special
+        )
 
     async def openai(self, payload: Any) -> Any:
-        vectors = await self.embed_texts(text_list(payload, "input"))
+        """OpenAI's /v1/embeddings, floats or base64 (the openai client asks for base64)."""
+        with checked_fields():
+            in_base64 = openai_base64(payload)
+            check_dimensions(payload, self.current().encoder.dimensions)
+        ids = await self.tokenize_texts(text_list(payload, "input"))
+        vectors = await self.embed_ids(ids)
+        embeddings = as_base64(vectors) if in_base64 else vectors
         data = [
             {"object": "embedding", "index": i, "embedding": vector}
-            for i, vector in enumerate(vectors)
+            for i, vector in enumerate(embeddings)
         ]
         model = self.config.model_name or self.config.model_path
-        return {"object": "list", "data": data, "model": model}
+        tokens = sum(len(each) for each in ids)  # special tokens too: the model computes them
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": model, "usage": usage}
 
     async def reload(self) -> Any:
+        if not self.config.options.enable_reload:
+            # Off by default: any client could otherwise make the server load its model again
+            # and again, taking the CPU from inference.
+            raise ApiError(403, "forbidden", "POST /reload is off; start with --enable-reload")
         current = self.current()
         if not current.can_reload:
             raise ApiError(405, "unsupported", f"{self.config.variant} does not reload its model")
-        await current.reload(lambda: Encoder(encoder_settings(self.config)))
+        await current.reload(self.fresh_encoder)
         return {"status": "reloaded"}
 
     def health(self) -> tuple[int, bytes]:
         if self.error:
-            return 503, error_body("load_failed", self.error)
+            return 503, error_body("load_failed", LOAD_FAILED)
         if not self.ready():
             return 503, error_body("unavailable", "model is loading")
+        assert self.strategy is not None
+        if not self.strategy.healthy():
+            return 503, error_body("unhealthy", "a model worker has stopped; see the server log")
         return 200, json_body({"status": "ok"})
+
+    def tei_info(self) -> dict[str, Any]:
+        """TEI's /info fields (router/src/http/types.rs Info), as TEI clients read them."""
+        config, current = self.config, self.strategy
+        encoder = current.encoder if current else None
+        return {
+            "model_id": config.model_name or config.model_path,
+            "model_sha": None,
+            "model_dtype": "int8" if config.options.quantize == "int8" else "float32",
+            "model_type": {"embedding": {"pooling": encoder.pooling.mode if encoder else None}},
+            "max_concurrent_requests": config.options.max_concurrent_requests,
+            # The longest input embedded without loss: truncation cuts at max_seq_length
+            # (untruncated inputs may go up to max_input_tokens, the model's positions).
+            "max_input_length": encoder.max_seq_length if encoder else None,
+            "max_batch_tokens": config.options.max_batch_tokens,
+            "max_batch_requests": (
+                config.options.max_batch_size if config.strategy == "batched" else None
+            ),
+            "max_client_batch_size": MAX_CLIENT_BATCH,
+            "auto_truncate": config.options.truncation,
+            # Each worker process tokenises its own requests.
+            "tokenization_workers": config.workers,
+            "version": __version__,
+            "sha": None,
+            "docker_label": None,
+        }
 
     def info(self) -> Any:
         config, current = self.config, self.strategy
         return {
+            **self.tei_info(),
             "variant": config.variant,
             "pid": os.getpid(),
             "workers": config.workers,
@@ -232,4 +368,5 @@ class Api:
             "strategy": config.strategy,
             "ready": self.ready(),
             "stats": current.stats() if current else {},
+            "admission": self.admission.stats(),
         }

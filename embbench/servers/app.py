@@ -57,15 +57,26 @@ def create_fastapi_app(api: Api) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
-        return _response(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
+        # What went wrong is in the server log; a client learns no names or paths of ours.
+        return _response(error_body("internal", "internal error; see the server log"), 500)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         return _response(json_body(await api.predict(await read_json(request, limit))))
 
+    # "/" too: TEI's route that its clients call (huggingface_hub's feature_extraction).
     @app.post("/embed")
+    @app.post("/")
     async def embed(request: Request) -> Response:
         return _response(json_body(await api.embed(await read_json(request, limit))))
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> Response:
+        return _response(json_body(await api.tokenize(await read_json(request, limit))))
+
+    @app.post("/decode")
+    async def decode(request: Request) -> Response:
+        return _response(json_body(await api.decode(await read_json(request, limit))))
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(request: Request) -> Response:

@@ -37,6 +37,9 @@ class AsgiApp:
         self.posts: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "/predict": api.predict,
             "/embed": api.embed,
+            "/": api.embed,  # TEI's route that its clients call (huggingface_hub)
+            "/tokenize": api.tokenize,
+            "/decode": api.decode,
             "/v1/embeddings": api.openai,
         }
 
@@ -68,9 +71,9 @@ class AsgiApp:
             raise ApiError(404, "http", "Not Found")
         except ApiError as exc:
             return exc.status, exc.body()
-        except Exception as exc:
+        except Exception:
             log.exception("unexpected error")
-            return 500, error_body("internal", f"{type(exc).__name__}: {exc}")
+            return 500, error_body("internal", "internal error; see the server log")
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         declared = None

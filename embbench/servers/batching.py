@@ -1,64 +1,106 @@
 """Dynamic batching the way TEI's router does it: take what is waiting, no artificial wait.
 
-A single worker thread owns the model. Requests are tokenised on arrival and queued; whenever
-the worker is free it takes as many waiting requests as fit under `max_batch_size` and
-`max_batch_tokens` (padded tokens, since padding is what the forward pass pays for), runs one
-forward pass and wakes the requests. Under light load a batch is one request (no added latency);
-under heavy load batches grow by themselves.
+A worker thread per stream owns a model. Each input of a request is its own queue entry (as in
+TEI, whose router splits a batch request into one entry per input); whenever a worker is free it
+takes as many waiting entries as fit under `max_batch_size` and `max_batch_tokens` (padded
+tokens, since padding is what the forward pass pays for), runs one forward pass and wakes the
+requests whose last row it computed. Under light load a batch is one request (no added
+latency); under heavy load batches grow by themselves.
+
+Fairness between requests: entries are served in the order of a tag, the number of batches
+taken before the request arrived plus the entry's row in its request (start-time fair
+queueing, with "one row per batch" as every request's share). A one-sentence request that
+arrives while a 64-input request is being worked through therefore goes before the rest of it,
+and a steady stream of small requests cannot starve a large one either: each batch lets the
+large one's next row catch up by one. Entries whose waiter is gone (a client that disconnected,
+so its future was cancelled) are dropped before they reach the model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import bisect
+import itertools
+import logging
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from embbench.servers.encoder import Embeddings, TokenIds
 
+log = logging.getLogger("embbench.server")
 
-@dataclass
-class Pending:
-    inputs: list[TokenIds]
+
+@dataclass(eq=False)
+class Request:
+    """One client request: its rows come back into `vectors` as the batches that hold them end."""
+
+    rows: int
+    normalize: bool | None = None  # None: the model's own choice (see Encoder.embed)
     future: Future[Embeddings] = field(default_factory=Future)
+    vectors: Embeddings | None = None
+    remaining: int = -1
+
+    def __post_init__(self) -> None:
+        self.remaining = self.rows
+
+    @property
+    def abandoned(self) -> bool:
+        # Cancelled by its waiter, or already failed by another of its batches.
+        return self.future.done()
+
+
+@dataclass(eq=False)
+class Entry:
+    """One input of a request: what batches are made of."""
+
+    request: Request
+    row: int
+    ids: TokenIds
+    tag: int = 0  # fair-queueing order (module docstring); ties go to the older entry
+    seq: int = 0
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return self.tag, self.seq
 
     @property
     def longest(self) -> int:
-        return max(len(ids) for ids in self.inputs)
+        return len(self.ids)
 
 
 def take_batch(
-    queue: collections.deque[Pending],
+    queue: list[Entry],
     *,
     max_batch_size: int,
     max_batch_tokens: int,
     pad_to: int | None = None,
     spread: float = 2.0,
-) -> list[Pending]:
-    """Take the oldest waiting request and the waiting ones that batch best with it.
+) -> list[Entry]:
+    """Take the first waiting entry (the queue is kept in `Entry.order`) and the waiting ones
+    that batch best with it; the rest stay queued, in order.
 
     The cost of a batch is rows x its longest row (x `pad_to` when padding to a fixed length),
     so a 250-token paragraph in a batch of 24-token sentences makes each of them cost 250. When
-    padding to the longest, the others are taken closest in length to the oldest first, and only
-    within `spread` times its length; the rest wait for a batch of their own length (each becomes
-    the oldest in turn, so none waits forever). The oldest is always taken, even alone over the
-    limits. The batch, and what stays queued, keep arrival order.
+    padding to the longest, the others are taken closest in length to the first first, and only
+    within `spread` times its length; the rest wait for a batch of their own length (each comes
+    first in turn, so none waits forever). The first is always taken, even alone over the
+    limits.
     Mixed payload at c=100 (batched, torch, 2 cores): 16.0 rps taking arrivals in order,
     42.8 rps length-aware (runs 20261124-215852 and a single-cell rerun, same machine).
     """
-    anchor = queue.popleft()
-    rows = len(anchor.inputs)
+    anchor = queue[0]
+    waiting = queue[1:]
+    rows = 1
     longest = max(anchor.longest, pad_to or 0)
-    waiting = list(queue)
-    queue.clear()
     by_length = pad_to is None and spread > 0
     order: Sequence[int] = range(len(waiting))
     if by_length:
-        # A stable sort: among equally close lengths, the older goes first.
+        # A stable sort: among equally close lengths, the one served first in order goes first.
         order = sorted(order, key=lambda i: abs(waiting[i].longest - anchor.longest))
     low, high = anchor.longest / (spread or 1), anchor.longest * spread
     taken: set[int] = set()
@@ -68,16 +110,50 @@ def take_batch(
         item = waiting[index]
         if by_length and not low <= item.longest <= high:
             continue
-        new_rows = rows + len(item.inputs)
         new_longest = max(longest, item.longest)
-        if new_rows <= max_batch_size and new_rows * new_longest <= max_batch_tokens:
+        if (rows + 1) * new_longest <= max_batch_tokens:
             taken.add(index)
-            rows, longest = new_rows, new_longest
-    queue.extend(item for index, item in enumerate(waiting) if index not in taken)
+            rows, longest = rows + 1, new_longest
+    queue[:] = [item for index, item in enumerate(waiting) if index not in taken]
     return [anchor] + [waiting[index] for index in sorted(taken)]
 
 
-Embed = Callable[[Sequence[TokenIds]], Embeddings]
+def split_batch(
+    inputs: Sequence[TokenIds], *, max_batch_size: int, max_batch_tokens: int, pad_to: int | None
+) -> list[slice]:
+    """Consecutive slices of `inputs`, each a forward pass within the batch limits (rows, and
+    rows x padded length), so that a large request under a lock leaves gaps for others."""
+    slices = []
+    start, longest = 0, pad_to or 0
+    for index, ids in enumerate(inputs):
+        wider = max(longest, len(ids))
+        rows = index - start + 1
+        if rows > 1 and (rows > max_batch_size or rows * wider > max_batch_tokens):
+            slices.append(slice(start, index))
+            start, wider = index, max(pad_to or 0, len(ids))
+        longest = wider
+    slices.append(slice(start, len(inputs)))
+    return slices
+
+
+class Embed(Protocol):
+    """Encoder.embed: called with one argument unless a request overrides normalisation."""
+
+    def __call__(
+        self, batch: Sequence[TokenIds], normalize: bool | None = None, /
+    ) -> Embeddings: ...
+
+
+def settle(future: Future[Embeddings], result: Embeddings | BaseException) -> None:
+    """Hand a result to a waiter that may have gone: a cancelled future refuses set_result, and
+    that refusal must not reach (and end) the worker thread."""
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 class BatchQueue:
@@ -96,11 +172,14 @@ class BatchQueue:
         self._max_batch_size = max_batch_size
         self._max_batch_tokens = max_batch_tokens
         self._pad_to = pad_to
-        self._queue: collections.deque[Pending] = collections.deque()
+        self._queue: list[Entry] = []
         self._ready = threading.Condition()
         self._closed = False
-        self.batches = 0
+        self._seq = itertools.count()
+        self.batches = 0  # also the fair-queueing clock (module docstring)
         self.rows = 0
+        self.abandoned_rows = 0  # dropped unrun: their client had gone
+        self.worker_errors = 0
         embeds = [embed] if callable(embed) else list(embed)
         self._threads = [
             threading.Thread(target=self._work, args=(e,), name=f"batch-worker-{i}", daemon=True)
@@ -109,17 +188,25 @@ class BatchQueue:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, inputs: list[TokenIds]) -> Future[Embeddings]:
-        pending = Pending(inputs)
+    def submit(self, inputs: list[TokenIds], normalize: bool | None = None) -> Future[Embeddings]:
+        request = Request(len(inputs), normalize)
         with self._ready:
             if self._closed:
                 raise RuntimeError("batch queue is closed")
-            self._queue.append(pending)
+            for row, ids in enumerate(inputs):
+                entry = Entry(request, row, ids, tag=self.batches + row, seq=next(self._seq))
+                bisect.insort(self._queue, entry, key=lambda e: e.order)
             self._ready.notify()
-        return pending.future
+        return request.future
 
-    async def embed(self, inputs: list[TokenIds]) -> Embeddings:
-        return await asyncio.wrap_future(self.submit(inputs))
+    async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
+        # Cancelling this coroutine (the client went away) cancels the future, so the entries
+        # not yet taken are dropped instead of computed.
+        return await asyncio.wrap_future(self.submit(inputs, normalize))
+
+    def alive(self) -> bool:
+        """Every batch worker still running (or the queue was closed on purpose)."""
+        return self._closed or all(thread.is_alive() for thread in self._threads)
 
     def close(self) -> None:
         with self._ready:
@@ -128,37 +215,69 @@ class BatchQueue:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    def _next_batch(self) -> list[Entry] | None:
+        """The next batch to run, or None once closed; under the condition's lock."""
+        while True:
+            kept = [entry for entry in self._queue if not entry.request.abandoned]
+            self.abandoned_rows += len(self._queue) - len(kept)
+            self._queue = kept
+            if self._queue:
+                break
+            if self._closed:
+                return None
+            self._ready.wait()
+        batch = take_batch(
+            self._queue,
+            max_batch_size=self._max_batch_size,
+            max_batch_tokens=self._max_batch_tokens,
+            pad_to=self._pad_to,
+            spread=self._spread,
+        )
+        self.batches += 1
+        if self._queue:  # more than this batch took: another stream may start on it
+            self._ready.notify()
+        return batch
+
     def _work(self, embed: Embed) -> None:
         while True:
-            with self._ready:
-                while not self._queue and not self._closed:
-                    self._ready.wait()
-                if self._closed and not self._queue:
+            try:
+                with self._ready:
+                    batch = self._next_batch()
+                if batch is None:
                     return
-                batch = take_batch(
-                    self._queue,
-                    max_batch_size=self._max_batch_size,
-                    max_batch_tokens=self._max_batch_tokens,
-                    pad_to=self._pad_to,
-                    spread=self._spread,
-                )
-                if self._queue:  # more than this batch took: another stream may start on it
-                    self._ready.notify()
-            self._run(embed, batch)
+                self._run(embed, batch)
+            except Exception:  # a bug here must not silently stop every later request
+                self.worker_errors += 1
+                log.exception("batch worker: unexpected error; the worker goes on")
 
-    def _run(self, embed: Embed, batch: list[Pending]) -> None:
-        flat = [ids for item in batch for ids in item.inputs]
+    def _run(self, embed: Embed, batch: list[Entry]) -> None:
+        # Requests that override the model's normalisation (TEI's normalize=false) are rare:
+        # they get a forward pass of their own rather than a flag carried through every row.
+        groups: dict[bool | None, list[Entry]] = {}
+        for entry in batch:
+            groups.setdefault(entry.request.normalize, []).append(entry)
+        for normalize, entries in groups.items():
+            self._run_group(embed, entries, normalize)
+
+    def _run_group(self, embed: Embed, batch: list[Entry], normalize: bool | None) -> None:
+        flat = [entry.ids for entry in batch]
         try:
-            vectors = embed(flat)
+            vectors = embed(flat) if normalize is None else embed(flat, normalize)
         except Exception as exc:  # hand the failure to every waiter; the worker lives on
-            for item in batch:
-                item.future.set_exception(exc)
+            for request in {entry.request for entry in batch}:
+                settle(request.future, exc)
             return
+        finished = []
         with self._ready:
-            self.batches += 1
             self.rows += len(flat)
-        start = 0
-        for item in batch:
-            end = start + len(item.inputs)
-            item.future.set_result(np.ascontiguousarray(vectors[start:end]))
-            start = end
+            for entry, vector in zip(batch, vectors, strict=True):
+                request = entry.request
+                if request.vectors is None:
+                    request.vectors = np.empty((request.rows, len(vector)), dtype=np.float32)
+                request.vectors[entry.row] = vector
+                request.remaining -= 1
+                if request.remaining == 0:
+                    finished.append(request)
+        for request in finished:
+            assert request.vectors is not None
+            settle(request.future, request.vectors)

@@ -10,46 +10,57 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-Embeddings = npt.NDArray[np.float32]
+from embbench.config import ServerConfig
+from embbench.options import ServerOptions
+from embbench.servers.backends import Backend, Embeddings, load_backend
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding
+
+__all__ = ["Embeddings", "Encoder", "EncoderSettings", "InputTooLongError", "Side", "TokenIds"]
+
 TokenIds = list[int]
+Side = Literal["right", "left"]  # which end of a too long input truncation cuts
 
 
 class InputTooLongError(ValueError):
-    """An input has more tokens than the model accepts and truncation is off."""
+    """An input has more tokens than the server embeds (max_seq_length) and truncation is off."""
 
     def __init__(self, tokens: int, limit: int) -> None:
-        super().__init__(f"input has {tokens} tokens; the model accepts at most {limit}")
+        super().__init__(f"input has {tokens} tokens; this server embeds at most {limit}")
         self.tokens = tokens
         self.limit = limit
 
 
-class Backend(Protocol):
-    """Runs the transformer: token ids in, token embeddings (batch, seq, dim) out."""
-
-    name: str
-
-    def forward(
-        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
-    ) -> Embeddings: ...
-
-
 @dataclass(frozen=True)
 class EncoderSettings:
+    """What an encoder is made of: the server options as declared (options.py, the one place an
+    option lives), the model folder they resolved to and the thread count the variant chose."""
+
     model_path: str
-    backend: str = "torch"
-    quantize: str = "none"
-    padding: str = "longest"
-    truncation: bool = True
-    max_seq_length: int | None = None
+    options: ServerOptions = field(default_factory=ServerOptions)
     threads: int = 1
     cache_dir: str | None = None
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> EncoderSettings:
+        return cls(model_path=config.model_path, options=config.options, threads=config.threads)
+
+    def load_backend(self) -> Backend:
+        return load_backend(
+            self.options.backend,
+            Path(self.model_path),
+            threads=self.threads,
+            quantize=self.options.quantize,
+            cache_dir=self.cache_dir,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,10 @@ class Pooling:
                 normalize = True
         return cls(mode=mode, normalize=normalize)
 
-    def apply(self, tokens: Embeddings, mask: npt.NDArray[np.int64]) -> Embeddings:
+    def apply(
+        self, tokens: Embeddings, mask: npt.NDArray[np.int64], normalize: bool | None = None
+    ) -> Embeddings:
+        """Pooled embeddings, normalised as the model says unless `normalize` says otherwise."""
         if self.mode == "cls":
             pooled = tokens[:, 0, :]
         elif self.mode == "max":
@@ -87,7 +101,7 @@ class Pooling:
             weights = mask[:, :, None].astype(np.float32)
             summed = (tokens * weights).sum(axis=1)
             pooled = summed / np.clip(weights.sum(axis=1), 1e-9, None)
-        if self.normalize:
+        if self.normalize if normalize is None else normalize:
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             pooled = pooled / np.clip(norms, 1e-12, None)
         return np.ascontiguousarray(pooled, dtype=np.float32)
@@ -105,6 +119,12 @@ def _model_limits(path: Path) -> tuple[int, int]:
     return min(seq, positions), positions
 
 
+def _width(path: Path) -> int | None:
+    """Width of the pooled embedding (the transformer's hidden size: no Dense module here)."""
+    width = json.loads((path / "config.json").read_text()).get("hidden_size")
+    return int(width) if isinstance(width, int) else None
+
+
 class Encoder:
     """One model ready to embed; safe to call from several threads (the backends are)."""
 
@@ -114,7 +134,9 @@ class Encoder:
         path = Path(settings.model_path)
         default_seq, self.max_positions = _model_limits(path)
         self.settings = settings
-        self.max_seq_length = min(settings.max_seq_length or default_seq, self.max_positions)
+        self.max_seq_length = min(
+            settings.options.max_seq_length or default_seq, self.max_positions
+        )
         self.pooling = Pooling.from_model_folder(path)
         base = Tokenizer.from_file(str(path / "tokenizer.json"))
         base.no_padding()
@@ -123,24 +145,53 @@ class Encoder:
         self._truncating = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._truncating.no_padding()
         self._truncating.enable_truncation(self.max_seq_length)
+        # TEI's truncation_direction "Left": drop the start, keep the end (and the special tokens).
+        self._truncating_left = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._truncating_left.no_padding()
+        self._truncating_left.enable_truncation(self.max_seq_length, direction="left")
+        self.dimensions = _width(path)
         pad = base.token_to_id("[PAD]")
         self.pad_id = 0 if pad is None else pad
-        self.backend = load_backend(settings, path)
+        self.backend = settings.load_backend()
 
-    def tokenize(self, text: str, truncate: bool | None = None) -> TokenIds:
+    def tokenize(self, text: str, truncate: bool | None = None, side: Side = "right") -> TokenIds:
         """Token ids of one input; raises InputTooLongError when it cannot be embedded as is."""
-        truncate = self.settings.truncation if truncate is None else truncate
+        return self.tokenize_batch([text], truncate, side)[0]
+
+    def tokenize_batch(
+        self, texts: Sequence[str], truncate: bool | None = None, side: Side = "right"
+    ) -> list[TokenIds]:
+        """Token ids of each input, as `tokenize`. encode_batch lets go of the GIL while it
+        works (encode does not: a 1 MiB input held the event loop for 0.6 s), so a thread pool
+        can tokenise while the event loop serves other clients.
+
+        With truncation off, an input longer than max_seq_length is refused rather than run
+        at its full length: a client must not raise the cost of a forward pass above what the
+        server was configured for (TEI answers 413 the same way).
+        """
+        truncate = self.settings.options.truncation if truncate is None else truncate
         if truncate:
-            return list(self._truncating.encode(text).ids)
-        ids = list(self._untruncated.encode(text).ids)
-        if len(ids) > self.max_positions:
-            raise InputTooLongError(len(ids), self.max_positions)
-        return ids
+            tokenizer = self._truncating_left if side == "left" else self._truncating
+            return [list(e.ids) for e in tokenizer.encode_batch(list(texts))]
+        batch = [list(e.ids) for e in self._untruncated.encode_batch(list(texts))]
+        for ids in batch:
+            if len(ids) > self.max_seq_length:
+                raise InputTooLongError(len(ids), self.max_seq_length)
+        return batch
+
+    def encoding(self, text: str, add_special_tokens: bool = True) -> Encoding:
+        """The tokeniser's whole answer for one input, untruncated (ids, tokens, offsets)."""
+        return self._untruncated.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, batch: Sequence[TokenIds], skip_special_tokens: bool = True) -> list[str]:
+        return list(self._untruncated.decode_batch(batch, skip_special_tokens=skip_special_tokens))
 
     def pad(self, batch: Sequence[TokenIds]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         longest = max(len(ids) for ids in batch)
         width = (
-            max(longest, self.max_seq_length) if self.settings.padding == "max_length" else longest
+            max(longest, self.max_seq_length)
+            if self.settings.options.padding == "max_length"
+            else longest
         )
         input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -149,11 +200,12 @@ class Encoder:
             mask[row, : len(ids)] = 1
         return input_ids, mask
 
-    def embed(self, batch: Sequence[TokenIds]) -> Embeddings:
-        """Embeddings (len(batch), dim) of already tokenised inputs."""
+    def embed(self, batch: Sequence[TokenIds], normalize: bool | None = None) -> Embeddings:
+        """Embeddings (len(batch), dim) of already tokenised inputs; `normalize` None: the
+        model's own choice (its Normalize module), True/False: TEI's `normalize` field."""
         input_ids, mask = self.pad(batch)
         tokens = self.backend.forward(input_ids, mask)
-        return self.pooling.apply(tokens, mask)
+        return self.pooling.apply(tokens, mask, normalize)
 
     def replica(self) -> Encoder:
         """An encoder for another stream of forward passes: the same tokenisers and pooling, and
@@ -165,27 +217,13 @@ class Encoder:
         20261125-011251; README, "Peers").
         """
         twin = copy.copy(self)
-        if self.settings.backend != "torch":
-            twin.backend = load_backend(self.settings, Path(self.settings.model_path))
+        if self.settings.options.backend != "torch":
+            twin.backend = self.settings.load_backend()
         return twin
 
     def set_threads(self, threads: int) -> None:
         """Re-apply the intra-op thread count (after a fork, the child's pool is new)."""
-        setter = getattr(self.backend, "set_threads", None)
-        if setter is not None:
-            setter(threads)
+        self.backend.set_threads(threads)
 
     def encode(self, texts: Sequence[str], truncate: bool | None = None) -> Embeddings:
         return self.embed([self.tokenize(text, truncate) for text in texts])
-
-
-def load_backend(settings: EncoderSettings, path: Path) -> Backend:
-    if settings.backend == "onnx":
-        from embbench.servers.backend_onnx import OnnxBackend
-
-        return OnnxBackend(
-            path, threads=settings.threads, quantize=settings.quantize, cache_dir=settings.cache_dir
-        )
-    from embbench.servers.backend_torch import TorchBackend
-
-    return TorchBackend(path, threads=settings.threads)

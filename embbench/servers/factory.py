@@ -1,4 +1,5 @@
-"""Build the app a server process runs: the API behind FastAPI or bare ASGI (options.http)."""
+"""Build the app a server process runs: the API behind FastAPI or bare ASGI (options.http),
+either one behind the request guard (admission, disconnects: guard.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ import os
 from typing import Any
 
 from embbench.config import ServerConfig
-from embbench.servers.api import Api, encoder_settings
-from embbench.servers.encoder import Encoder
+from embbench.servers.api import Api
+from embbench.servers.encoder import Encoder, EncoderSettings
+from embbench.servers.guard import RequestGuard
 
 
 def create_app(config: ServerConfig, encoder: Encoder | None = None) -> Any:
     api = Api(config, encoder)
+    app: Any
     if config.options.http == "asgi":
         from embbench.servers.asgi import AsgiApp
 
-        return AsgiApp(api)
-    from embbench.servers.app import create_fastapi_app
+        app = AsgiApp(api)
+    else:
+        from embbench.servers.app import create_fastapi_app
 
-    return create_fastapi_app(api)
+        app = create_fastapi_app(api)
+    return RequestGuard(app, api.admission)
 
 
 def app_from_env() -> Any:
@@ -29,5 +34,5 @@ def app_from_env() -> Any:
 def preload_app() -> Any:
     """gunicorn --preload target: the model is loaded here, in the master, before the fork."""
     config = ServerConfig.from_json(os.environ["EMBBENCH_SERVER_CONFIG"])
-    encoder = Encoder(encoder_settings(config)) if config.options.backend == "torch" else None
+    encoder = Encoder(EncoderSettings.of(config)) if config.options.backend == "torch" else None
     return create_app(config, encoder)

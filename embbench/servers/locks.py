@@ -2,7 +2,10 @@
 
 `RWLock` lets many readers (inferences) hold it at once while a writer (a model reload) waits
 for them to drain and then holds it alone. It prefers writers: once a writer waits, new readers
-queue behind it, so a stream of requests cannot starve a reload.
+queue behind it, so a stream of requests cannot starve a reload. Readers are not starved in
+turn because a writer holds the lock only to swap the model (strategies.py builds the new one
+outside it, and merges reloads asked for meanwhile into one): 4 clients looping on /reload left
+a /predict loop 165-189 answers in 8 s (p50 30 ms) against 413-449 alone (p50 16 ms).
 """
 
 from __future__ import annotations

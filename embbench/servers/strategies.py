@@ -2,17 +2,25 @@
 
 Each strategy takes token ids (the HTTP layer tokenises) and returns embeddings; the event loop
 never runs a forward pass itself, so /health and request parsing stay responsive under load.
+No request monopolises the model: the lock strategies take a large request in slices of at most
+`max_batch_size` inputs and `max_batch_tokens` padded tokens, each under the lock on its own
+(asyncio's locks are FIFO, so another request's turn comes between two slices), and the batched
+one queues every input on its own (batching.py). A strategy is chosen by name in STRATEGIES.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from embbench.servers.batching import BatchQueue
+import numpy as np
+
+from embbench.config import ServerConfig
+from embbench.servers.batching import BatchQueue, split_batch
 from embbench.servers.encoder import Embeddings, Encoder, TokenIds
 from embbench.servers.locks import RWLock
 
@@ -23,13 +31,20 @@ class Strategy(Protocol):
 
     def encoders(self) -> list[Encoder]: ...
 
-    async def embed(self, inputs: list[TokenIds]) -> Embeddings: ...
+    # normalize: None is the model's own choice; a bool overrides it (TEI's `normalize`).
+    async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings: ...
 
     async def reload(self, load: Callable[[], Encoder]) -> None: ...
+
+    def healthy(self) -> bool: ...
 
     def stats(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
+
+
+def _pad_to(encoder: Encoder) -> int | None:
+    return encoder.max_seq_length if encoder.settings.options.padding == "max_length" else None
 
 
 class _PoolStrategy:
@@ -37,12 +52,27 @@ class _PoolStrategy:
 
     can_reload = True
 
-    def __init__(self, encoder: Encoder, pool_size: int) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        pool_size: int,
+        *,
+        max_batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+    ) -> None:
         self.encoder = encoder
         self.pool_size = pool_size
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="infer")
         self._inflight = 0
         self._peak = 0
+        self._counts = threading.Lock()
+        self.rows = 0
+        self.abandoned_rows = 0
+        self.reloads = 0
+        self.reloads_merged = 0
+        self._reloading: asyncio.Future[None] | None = None
 
     def encoders(self) -> list[Encoder]:
         return [self.encoder]
@@ -53,34 +83,96 @@ class _PoolStrategy:
     def _exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
-    async def embed(self, inputs: list[TokenIds]) -> Embeddings:
-        async with self._guard():
-            self._inflight += 1
-            self._peak = max(self._peak, self._inflight)
-            try:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._pool, self.encoder.embed, inputs)
-            finally:
-                self._inflight -= 1
+    def _compute(
+        self, encoder: Encoder, batch: Sequence[TokenIds], normalize: bool | None
+    ) -> Embeddings:
+        with self._counts:
+            self.rows += len(batch)
+        return encoder.embed(batch, normalize)
+
+    async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
+        loop = asyncio.get_running_loop()
+        parts: list[Embeddings] = []
+        started = 0  # rows handed to a pool thread (counted there)
+
+        def compute(encoder: Encoder, batch: Sequence[TokenIds]) -> Embeddings:
+            nonlocal started
+            started += len(batch)
+            with self._counts:
+                self.rows += len(batch)
+            return encoder.embed(batch, normalize)
+
+        slices = split_batch(
+            inputs,
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            pad_to=_pad_to(self.encoder),
+        )
+        try:
+            for part in slices:
+                async with self._guard():
+                    self._inflight += 1
+                    self._peak = max(self._peak, self._inflight)
+                    try:
+                        # The encoder of this slice's turn: a reload may swap it between two.
+                        parts.append(
+                            await loop.run_in_executor(
+                                self._pool, compute, self.encoder, inputs[part]
+                            )
+                        )
+                    finally:
+                        self._inflight -= 1
+        except asyncio.CancelledError:
+            # The client went away: the slices not yet started are never run. (One already in
+            # a pool thread runs to its end; the pool's size still bounds how many run.)
+            self.abandoned_rows += len(inputs) - started
+            raise
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def reload(self, load: Callable[[], Encoder]) -> None:
-        async with self._exclusive():
-            loop = asyncio.get_running_loop()
-            self.encoder = await loop.run_in_executor(None, load)
+        """Build a new encoder outside the lock and swap it in under the write side. Reloads
+        asked for while one is under way join it instead of queueing one each."""
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.ensure_future(self._reload(load))
+        else:
+            self.reloads_merged += 1
+        # Shielded: one caller giving up must not cancel the reload the others wait for.
+        await asyncio.shield(self._reloading)
+
+    async def _reload(self, load: Callable[[], Encoder]) -> None:
+        fresh = await asyncio.get_running_loop().run_in_executor(None, load)
+        async with self._exclusive():  # waits for the slices in flight, then only swaps
+            self.encoder = fresh
+        self.reloads += 1
+
+    def healthy(self) -> bool:
+        return True  # a pool's threads outlive the exceptions of the calls they run
 
     def stats(self) -> dict[str, int]:
-        return {"pool_size": self.pool_size, "inflight_peak": self._peak}
+        return {
+            "pool_size": self.pool_size,
+            "inflight_peak": self._peak,
+            "rows": self.rows,
+            "abandoned_rows": self.abandoned_rows,
+            "reloads": self.reloads,
+            "reloads_merged": self.reloads_merged,
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RWLockStrategy(_PoolStrategy):
-    """Shared model; inferences overlap under the read side; a reload takes the write side."""
+    """Shared model; inferences overlap under the read side; a reload's swap takes the write
+    side."""
 
-    def __init__(self, encoder: Encoder, pool_size: int) -> None:
-        super().__init__(encoder, pool_size)
+    def __init__(self, encoder: Encoder, pool_size: int, **limits: int) -> None:
+        super().__init__(encoder, pool_size, **limits)
         self.lock = RWLock()
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, encoder: Encoder) -> RWLockStrategy:
+        return cls(encoder, config.streams, **_slice_limits(config))
 
     def _guard(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.lock.read()
@@ -92,9 +184,13 @@ class RWLockStrategy(_PoolStrategy):
 class MutexStrategy(_PoolStrategy):
     """Shared model; one inference at a time (also what each worker of per-worker/preload does)."""
 
-    def __init__(self, encoder: Encoder) -> None:
-        super().__init__(encoder, pool_size=1)
+    def __init__(self, encoder: Encoder, **limits: int) -> None:
+        super().__init__(encoder, pool_size=1, **limits)
         self.lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, encoder: Encoder) -> MutexStrategy:
+        return cls(encoder, **_slice_limits(config))
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -106,6 +202,13 @@ class MutexStrategy(_PoolStrategy):
 
     def _exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._locked()
+
+
+def _slice_limits(config: ServerConfig) -> dict[str, int]:
+    return {
+        "max_batch_size": config.options.max_batch_size,
+        "max_batch_tokens": config.options.max_batch_tokens,
+    }
 
 
 class BatchedStrategy:
@@ -122,7 +225,6 @@ class BatchedStrategy:
         streams: int = 1,
     ) -> None:
         self.encoder = encoder
-        pad_to = encoder.max_seq_length if encoder.settings.padding == "max_length" else None
         # One batch worker per stream, each with its own encoder, all fed from one queue.
         self._encoders = [encoder] + [encoder.replica() for _ in range(streams - 1)]
         self.queue = BatchQueue(
@@ -130,24 +232,58 @@ class BatchedStrategy:
             max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens,
             spread=spread,
-            pad_to=pad_to,
+            pad_to=_pad_to(encoder),
+        )
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, encoder: Encoder) -> BatchedStrategy:
+        return cls(
+            encoder,
+            config.options.max_batch_size,
+            config.options.max_batch_tokens,
+            config.options.batch_spread,
+            streams=config.streams,
         )
 
     def encoders(self) -> list[Encoder]:
         return list(self._encoders)
 
-    async def embed(self, inputs: list[TokenIds]) -> Embeddings:
-        return await self.queue.embed(inputs)
+    async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
+        return await self.queue.embed(inputs, normalize)
 
     async def reload(self, load: Callable[[], Encoder]) -> None:
         raise NotImplementedError("the batched variant does not reload its model")
+
+    def healthy(self) -> bool:
+        return self.queue.alive()
 
     def stats(self) -> dict[str, int]:
         return {
             "streams": len(self._encoders),
             "batches": self.queue.batches,
             "rows": self.queue.rows,
+            "abandoned_rows": self.queue.abandoned_rows,
+            "worker_errors": self.queue.worker_errors,
         }
 
     def close(self) -> None:
         self.queue.close()
+
+
+# Name (ServerConfig.strategy, set by the variant) -> how to build it, as uvicorn's
+# HTTP_PROTOCOLS maps a name to its implementation.
+STRATEGIES: dict[str, Callable[[ServerConfig, Encoder], Strategy]] = {
+    "mutex": MutexStrategy.from_config,
+    "rwlock": RWLockStrategy.from_config,
+    "batched": BatchedStrategy.from_config,
+}
+
+
+def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:
+    try:
+        factory = STRATEGIES[config.strategy]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {config.strategy!r}; choose one of {sorted(STRATEGIES)}"
+        ) from None
+    return factory(config, encoder)

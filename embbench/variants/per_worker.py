@@ -29,6 +29,9 @@ class PerWorker(OwnVariant):
             str(config.port),
             "--workers",
             str(config.workers),
+            # Idle, slow and oversized requests cut off as in `python -m embbench.servers`.
+            "--http",
+            "embbench.servers.protocol:GuardedHttpToolsProtocol",
             "--log-level",
             "warning",
             "--no-access-log",

@@ -26,7 +26,9 @@ class Preload(OwnVariant):
             "-w",
             str(config.workers),
             "-k",
-            "uvicorn_worker.UvicornWorker",
+            # uvicorn_worker's worker with embbench's guarded HTTP protocol (dotted: gunicorn's
+            # worker class syntax).
+            "embbench.servers.gunicorn_worker.UvicornWorker",
             "--bind",
             f"{config.host}:{config.port}",
             "--backlog",

@@ -169,7 +169,7 @@ def test_truncation_off_and_padding_max_length(tmp_path: Path, st_model: Any) ->
 
 
 def test_reload_under_the_write_lock(tmp_path: Path) -> None:
-    with serve_variant("shared-rwlock", tmp_path) as (url, _):
+    with serve_variant("shared-rwlock", tmp_path, enable_reload=True) as (url, _):
         with httpx.Client(base_url=url, timeout=60) as client:
             before = client.post("/predict", json={"text": "reload me"}).json()
             assert client.post("/reload").json() == {"status": "reloaded"}

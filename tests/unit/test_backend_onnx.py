@@ -11,7 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from embbench.servers import backend_onnx
+from embbench.options import ServerOptions
+from embbench.servers.backends import load_backend, onnx_export
+from embbench.servers.backends.onnx_runtime import OnnxBackend
 from embbench.servers.encoder import Encoder, EncoderSettings
 
 SENTENCES = [
@@ -33,13 +35,16 @@ def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDAr
 
 
 def test_import_does_not_import_torch() -> None:
-    code = "import sys, embbench.servers.backend_onnx; sys.exit('torch' in sys.modules)"
+    code = (
+        "import sys, embbench.servers.backends.onnx_runtime, embbench.servers.encoder;"
+        "sys.exit('torch' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_unknown_quantization_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="quantize"):
-        backend_onnx.export_onnx(tmp_path, quantize="int4", cache_dir=str(tmp_path))
+        onnx_export.export_onnx(tmp_path, quantize="int4", cache_dir=str(tmp_path))
 
 
 def test_cache_name_follows_the_weights_and_the_exporter(tmp_path: Path) -> None:
@@ -47,20 +52,20 @@ def test_cache_name_follows_the_weights_and_the_exporter(tmp_path: Path) -> None
     model.mkdir()
     weights = model / "model.safetensors"
     weights.write_bytes(b"weights")
-    first = backend_onnx._fp32_name(model, "dynamo")
-    assert backend_onnx._fp32_name(model, "dynamo") == first
-    assert backend_onnx._fp32_name(model, "torchscript") != first
+    first = onnx_export._fp32_name(model, "dynamo")
+    assert onnx_export._fp32_name(model, "dynamo") == first
+    assert onnx_export._fp32_name(model, "torchscript") != first
     os.utime(weights, ns=(1, 1))
-    touched = backend_onnx._fp32_name(model, "dynamo")
+    touched = onnx_export._fp32_name(model, "dynamo")
     assert touched != first
     weights.write_bytes(b"other weights")
     os.utime(weights, ns=(1, 1))
-    assert backend_onnx._fp32_name(model, "dynamo") != touched
+    assert onnx_export._fp32_name(model, "dynamo") != touched
 
 
 def test_a_model_folder_without_weights_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        backend_onnx.export_onnx(tmp_path, cache_dir=str(tmp_path / "cache"))
+        onnx_export.export_onnx(tmp_path, cache_dir=str(tmp_path / "cache"))
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -71,8 +76,28 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
         raise RuntimeError("export failed")
 
     with pytest.raises(RuntimeError):
-        backend_onnx._write_atomically(target, half_write)
+        onnx_export._write_atomically(target, half_write)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_write_is_cleaned_up_at_the_next_one(tmp_path: Path) -> None:
+    # What a SIGKILL during quantisation leaves: the temporary file and the pre-processing
+    # folder, named after the target; another target's temporaries are not touched.
+    target = tmp_path / "model-int8-abc.onnx"
+    (tmp_path / ".model-int8-abc.k3j2.tmp").write_bytes(b"partial")
+    (tmp_path / ".model-int8-abc.k3j2.tmp.pre-x1").mkdir()
+    (tmp_path / ".model-int8-abc.k3j2.tmp.pre-x1" / "pre.onnx").write_bytes(b"partial")
+    other = tmp_path / ".model-fp32-def.zz.tmp"
+    other.write_bytes(b"someone else's")
+
+    onnx_export._write_atomically(target, lambda file: file.write_bytes(b"whole"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, target.name]
+    assert target.read_bytes() == b"whole"
+
+
+def test_backends_are_chosen_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_backend("tensorrt", tmp_path, threads=1)
 
 
 # --- with the real model (exports: a few seconds) ----------------------------------------------
@@ -102,23 +127,23 @@ def reference(model_path: str) -> npt.NDArray[np.float32]:
 
 @pytest.mark.integration
 def test_export_once_then_reuse(model_path: str, tmp_path: Path) -> None:
-    first = backend_onnx.OnnxBackend(Path(model_path), threads=1, cache_dir=str(tmp_path))
+    first = OnnxBackend(Path(model_path), threads=1, cache_dir=str(tmp_path))
     files = sorted(tmp_path.glob("*.onnx"))
     assert files == [first.model_file]
     assert "-dynamo-" in first.model_file.name  # the fallback exporter was not needed
     mtime = first.model_file.stat().st_mtime_ns
 
-    second = backend_onnx.OnnxBackend(Path(model_path), threads=1, cache_dir=str(tmp_path))
+    second = OnnxBackend(Path(model_path), threads=1, cache_dir=str(tmp_path))
     assert second.model_file == first.model_file
     assert second.model_file.stat().st_mtime_ns == mtime
     assert sorted(tmp_path.glob("*.onnx")) == files
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporaries left
-    assert backend_onnx.export_onnx(Path(model_path), cache_dir=str(tmp_path)) == first.model_file
+    assert onnx_export.export_onnx(Path(model_path), cache_dir=str(tmp_path)) == first.model_file
 
 
 @pytest.mark.integration
 def test_forward_shapes(model_path: str, cache_dir: str) -> None:
-    backend = backend_onnx.OnnxBackend(Path(model_path), threads=1, cache_dir=cache_dir)
+    backend = OnnxBackend(Path(model_path), threads=1, cache_dir=cache_dir)
     for batch, seq in ((1, 1), (3, 17), (2, 256)):
         ids = np.full((batch, seq), 1000, dtype=np.int64)
         out = backend.forward(ids, np.ones_like(ids))
@@ -132,7 +157,10 @@ def test_matches_sentence_transformers(
     model_path: str, cache_dir: str, reference: npt.NDArray[np.float32], padding: str
 ) -> None:
     settings = EncoderSettings(
-        model_path=model_path, backend="onnx", threads=1, cache_dir=cache_dir, padding=padding
+        model_path=model_path,
+        options=ServerOptions(backend="onnx", padding=padding),
+        threads=1,
+        cache_dir=cache_dir,
     )
     embeddings = Encoder(settings).encode(SENTENCES)
     assert embeddings.shape == reference.shape
@@ -146,14 +174,12 @@ def test_int8_stays_close(
 ) -> None:
     settings = EncoderSettings(
         model_path=model_path,
-        backend="onnx",
-        quantize="int8",
+        options=ServerOptions(backend="onnx", quantize="int8", padding=padding),
         threads=1,
         cache_dir=cache_dir,
-        padding=padding,
     )
     encoder = Encoder(settings)
-    assert isinstance(encoder.backend, backend_onnx.OnnxBackend)
+    assert isinstance(encoder.backend, OnnxBackend)
     assert "-int8-" in encoder.backend.model_file.name
     cosines = _cosines(encoder.encode(SENTENCES), reference)
     # Dynamic quantisation (uint8 activations, per-tensor, recomputed per call) puts these

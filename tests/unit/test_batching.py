@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-import collections
+import asyncio
 import threading
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from embbench.servers.batching import BatchQueue, Pending, take_batch
+from embbench.servers.batching import BatchQueue, Entry, Request, split_batch, take_batch
 
 
-def queue_of(*lengths: int) -> collections.deque[Pending]:
-    return collections.deque(Pending([[1] * n]) for n in lengths)
+def queue_of(*lengths: int) -> list[Entry]:
+    """One single-input request per length, in arrival order."""
+    return [Entry(Request(1), 0, [1] * n, tag=0, seq=i) for i, n in enumerate(lengths)]
 
 
 def test_takes_everything_that_fits() -> None:
@@ -30,7 +31,7 @@ def test_bounded_by_padded_tokens() -> None:
     # rows x longest: 2 x 10 = 20 fits in 25; a third row of 10 would be 30.
     q = queue_of(10, 10, 10)
     batch = take_batch(q, max_batch_size=32, max_batch_tokens=25)
-    assert [len(p.inputs[0]) for p in batch] == [10, 10]
+    assert [p.longest for p in batch] == [10, 10]
     assert len(q) == 1
 
 
@@ -163,4 +164,143 @@ def test_streams_run_batches_side_by_side() -> None:
         assert held.result(timeout=5).ravel().tolist() == [1.0]
     finally:
         gate.set()
+        queue.close()
+
+
+def test_a_small_request_goes_before_the_rest_of_a_large_one() -> None:
+    # Two rows per batch: the large request's first two rows (tags 0, 1) run while the small
+    # one arrives; its tag (1 batch taken so far + row 0) comes before the large one's rows 2+.
+    gate = threading.Event()
+    entered = threading.Event()
+    order: list[int] = []
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        entered.set()
+        gate.wait(5)
+        order.extend(len(ids) for ids in batch)
+        return fake_embed(batch)
+
+    queue = BatchQueue(embed, max_batch_size=2, max_batch_tokens=1000)
+    try:
+        large = queue.submit([[0] * 5 for _ in range(6)])
+        assert entered.wait(5)
+        small = queue.submit([[0] * 2])
+        gate.set()
+        small.result(timeout=5)
+        large.result(timeout=5)
+        assert order == [5, 5, 2, 5, 5, 5, 5]
+    finally:
+        gate.set()
+        queue.close()
+
+
+def test_a_stream_of_small_requests_does_not_starve_a_large_one() -> None:
+    queue_entries = queue_of()
+    large = Request(3)
+    queue_entries += [Entry(large, row, [0] * 9, tag=row, seq=row) for row in range(3)]
+    # Small requests that arrived at rounds 0, 1, 2, 3: the large one's row r (tag r) goes
+    # before the small ones of later rounds.
+    queue_entries += [Entry(Request(1), 0, [0], tag=t, seq=10 + t) for t in range(4)]
+    queue_entries.sort(key=lambda e: e.order)
+    served = []
+    while queue_entries:
+        served += take_batch(queue_entries, max_batch_size=1, max_batch_tokens=1000)
+    assert [e.longest for e in served] == [9, 1, 9, 1, 9, 1, 1]
+
+
+def test_split_batch_bounds_rows_and_padded_tokens() -> None:
+    ids = [[0] * n for n in (10, 10, 10, 50, 50, 5)]
+    assert split_batch(ids, max_batch_size=2, max_batch_tokens=10_000, pad_to=None) == [
+        slice(0, 2),
+        slice(2, 4),
+        slice(4, 6),
+    ]
+    # rows x longest: 10,10,10 (30) fit in 100; adding 50 would make 4 x 50.
+    assert split_batch(ids, max_batch_size=32, max_batch_tokens=100, pad_to=None) == [
+        slice(0, 3),
+        slice(3, 5),
+        slice(5, 6),
+    ]
+    assert split_batch(ids, max_batch_size=32, max_batch_tokens=300, pad_to=128) == [
+        slice(0, 2),
+        slice(2, 4),
+        slice(4, 6),
+    ]
+    assert split_batch([[0] * 900], max_batch_size=1, max_batch_tokens=10, pad_to=None) == [
+        slice(0, 1)
+    ]
+
+
+def test_cancelled_waiters_are_skipped_and_the_worker_lives_on() -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+    computed: list[int] = []
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        entered.set()
+        gate.wait(5)
+        computed.extend(len(ids) for ids in batch)
+        return fake_embed(batch)
+
+    queue = BatchQueue(embed, max_batch_size=2, max_batch_tokens=1000)
+    try:
+        running = queue.submit([[0] * 3])
+        assert entered.wait(5)
+        waiting = queue.submit([[0] * 4, [0] * 4, [0] * 4])
+        assert running.cancel() and waiting.cancel()  # both clients gave up
+        gate.set()
+        # The running batch ends with nobody to take its result (a set_result on a cancelled
+        # future used to raise in the worker and end it); the waiting rows are never run.
+        assert queue.submit([[0] * 7]).result(timeout=5).ravel().tolist() == [7.0]
+        assert computed == [3, 7]
+        assert queue.abandoned_rows == 3
+        assert queue.alive()
+    finally:
+        gate.set()
+        queue.close()
+
+
+def test_asyncio_cancellation_reaches_the_queue() -> None:
+    gate = threading.Event()
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        gate.wait(5)
+        return fake_embed(batch)
+
+    queue = BatchQueue(embed, max_batch_size=1, max_batch_tokens=1000)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(queue.embed([[0]]))
+        second = asyncio.ensure_future(queue.embed([[0], [0]]))
+        await asyncio.sleep(0.05)
+        second.cancel()  # what guard.py does when the client goes away
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert (await first).ravel().tolist() == [1.0]
+
+    try:
+        asyncio.run(scenario())
+        assert queue.submit([[0, 0]]).result(timeout=5).ravel().tolist() == [2.0]
+        assert queue.abandoned_rows == 2
+    finally:
+        gate.set()
+        queue.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_is_reported() -> None:
+    class Fatal(BaseException):
+        pass
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        raise Fatal  # not an Exception: nothing in the worker may catch it
+
+    queue = BatchQueue(embed)
+    try:
+        assert queue.alive()
+        queue.submit([[0]])
+        for thread in queue._threads:
+            thread.join(timeout=5)
+        assert not queue.alive()
+    finally:
         queue.close()

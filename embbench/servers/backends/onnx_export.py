@@ -1,4 +1,4 @@
-"""The transformer as an ONNX graph run by onnxruntime on CPU, fp32 or dynamically quantised int8.
+"""The ONNX file a model folder is run from: exported from torch, quantised to int8, cached.
 
 The graph is exported from the same transformers model the torch backend runs, once, and cached
 on disk under a name that changes whenever the model or the tools that made the file change.
@@ -21,7 +21,6 @@ shared, so take ±10%):
   (0.965 for a one-word input: a short input averages fewer noisy tokens). Quantising the
   embedding Gathers as well costs almost nothing (cosine 0.9995 alone) and takes the file
   from 90 MB to 23 MB.
-- spinning: see _session_options.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -41,9 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-
-from embbench.servers.encoder import Embeddings
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ INT8_SETTINGS: dict[str, Any] = {
 }
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_OUTPUT = "last_hidden_state"
+OUTPUT = "last_hidden_state"
 
 
 def default_cache_dir() -> Path:
@@ -87,55 +84,6 @@ def export_onnx(path: Path, *, quantize: str = "none", cache_dir: str | None = N
     if quantize == "none":
         return fp32
     return _int8_file(fp32, cache)
-
-
-class OnnxBackend:
-    name = "onnx"
-
-    def __init__(
-        self, path: Path, *, threads: int, quantize: str = "none", cache_dir: str | None = None
-    ) -> None:
-        import onnxruntime as ort
-
-        self.model_file = export_onnx(path, quantize=quantize, cache_dir=cache_dir)
-        self.quantize = quantize
-        # InferenceSession.run is thread-safe (onnxruntime documents concurrent Run calls on one
-        # session as supported), so one session serves every request thread of a worker.
-        self._session = ort.InferenceSession(
-            str(self.model_file), _session_options(ort, threads), providers=["CPUExecutionProvider"]
-        )
-        names = {i.name for i in self._session.get_inputs()}
-        self._takes_token_types = "token_type_ids" in names
-
-    def forward(
-        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
-    ) -> Embeddings:
-        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.ascontiguousarray(attention_mask, np.int64)}
-        if self._takes_token_types:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        out = self._session.run([_OUTPUT], feed)[0]
-        result: Embeddings = np.asarray(out, dtype=np.float32)
-        return result
-
-
-def _session_options(ort: Any, threads: int) -> Any:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning off. By default, idle intra-op threads busy-wait for the next op. That buys
-    # latency on an idle machine and costs it when the cores are shared. With threads=2 and
-    # 24-token inputs:
-    #   one caller, nothing else running: spinning is faster at batch 1 (fp32 5.5 vs 6.4 ms,
-    #     int8 3.2 vs 3.8 ms) and about even at batch 32;
-    #   two request threads doing Python work (the HTTP/tokeniser side) between calls: spinning
-    #     is slower (batch 1: fp32 158 vs 193/s, int8 235 vs 319/s; batch 32: int8 501 vs
-    #     592/s, fp32 about even) and uses more CPU per sentence.
-    # A server is the second case, so the spinning threads would take CPU from the event loop.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return opts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +163,13 @@ def _locked(lock_file: Path) -> Iterator[None]:
 
 
 def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Have `write` fill a temporary file beside `target`, then rename it into place."""
+    """Have `write` fill a temporary file beside `target`, then rename it into place.
+
+    The caller holds `target`'s lock, so any temporary of `target` found now was left by a
+    process killed mid-write (a SIGKILL skips the `finally` below): it is removed first, or an
+    interrupted 87 MB quantisation would stay on disk for ever.
+    """
+    remove_stale_temporaries(target)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -225,6 +179,20 @@ def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of `target` (files and folders named `.{stem}.*` beside it)."""
+    removed = []
+    for stale in target.parent.glob(f".{target.stem}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    if removed:
+        log.warning("removed %d temporary file(s) left by an interrupted export", len(removed))
+    return removed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +273,7 @@ def _export_checked(torch: Any, model: Any, kind: str, file: Path) -> None:
                 args,
                 str(file),
                 input_names=names,
-                output_names=[_OUTPUT],
+                output_names=[OUTPUT],
                 dynamic_shapes=tuple(axes[n] for n in names),
                 opset_version=OPSET,
                 dynamo=True,
@@ -318,8 +286,8 @@ def _export_checked(torch: Any, model: Any, kind: str, file: Path) -> None:
             args,
             str(file),
             input_names=names,
-            output_names=[_OUTPUT],
-            dynamic_axes={**axes, _OUTPUT: {0: "batch", 1: "sequence"}},
+            output_names=[OUTPUT],
+            dynamic_axes={**axes, OUTPUT: {0: "batch", 1: "sequence"}},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -341,7 +309,7 @@ def _check_against_torch(torch: Any, model: Any, names: list[str], file: Path) -
         mask[-1, seq // 2 :] = 0
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feed = {n: feed[n] for n in names}
-        got = session.run([_OUTPUT], feed)[0]
+        got = session.run([OUTPUT], feed)[0]
         with torch.inference_mode():
             want = model(**{n: torch.from_numpy(v) for n, v in feed.items()}).last_hidden_state
         err = float(np.abs(got - want.numpy()).max())
@@ -353,7 +321,9 @@ def _quantize(fp32: Path, file: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = fp32
-    with tempfile.TemporaryDirectory(dir=file.parent, prefix=".pre-") as tmp:
+    # Named after `file` (itself a temporary of the target), so a kill leaves nothing that
+    # remove_stale_temporaries does not find.
+    with tempfile.TemporaryDirectory(dir=file.parent, prefix=f"{file.name}.pre-") as tmp:
         if INT8_SETTINGS["pre_process"]:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 

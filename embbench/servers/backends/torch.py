@@ -8,16 +8,20 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from embbench.servers.encoder import Embeddings
+from embbench.servers.backends import Embeddings
 
 
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(
+        self, path: Path, *, threads: int, quantize: str = "none", cache_dir: str | None = None
+    ) -> None:
         import torch
         from transformers import AutoModel
 
+        if quantize != "none":
+            raise ValueError("the torch backend does not quantise; use --backend onnx")
         # Set before the first op creates the pool; inter-op parallelism only adds threads that
         # compete with the intra-op ones on a small machine.
         torch.set_num_threads(threads)

@@ -1,0 +1,158 @@
+"""uvicorn's httptools protocol with the limits of a server that faces its clients directly.
+
+uvicorn closes a keep-alive connection left idle after a response, and that is all: a connection
+that never sends a byte, a client that sends one header byte a second (slowloris), or 200 MB of
+headers that never end (httptools has no limit of its own) were all kept, each holding a socket
+and memory. As nginx's client_header_timeout, client_body_timeout and
+large_client_header_buffers do, this class adds:
+
+- IDLE_TIMEOUT_S: a connection with no request under way (new, or between keep-alive requests)
+  is closed after it. (uvicorn's own keep-alive timer covers the second case but not the first,
+  and any byte, even a stray CRLF, resets it.)
+- HEADER_TIMEOUT_S: once a request has begun, its request line and headers must all be in
+  within it, or it is answered 408 and closed, however steadily bytes trickle in.
+- BODY_TIMEOUT_S: the body must be in within it after the headers, or the connection is closed
+  (the app sees the client go, guard.py drops the request).
+- MAX_HEADER_BYTES: request line and headers together; beyond it, 431 and close.
+- A connection cap per process, CONNECTIONS_PER_REQUEST x max_concurrent_requests (2048 by
+  default): a connection beyond it is answered 503 and closed at once. Admission (429) bounds
+  the work; this bounds the sockets and buffers of clients that hold connections open.
+
+Every server of ours runs it: `python -m embbench.servers` (shared-*, batched) passes the class
+to uvicorn.run, per-worker names it with `--http embbench.servers.protocol:GuardedHttpToolsProtocol`
+and preload runs gunicorn with `-k embbench.servers.gunicorn_worker.UvicornWorker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http
+import logging
+import os
+from typing import Any
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from embbench.config import ServerConfig
+from embbench.options import ServerOptions
+
+log = logging.getLogger("embbench.server")
+
+IDLE_TIMEOUT_S = 5.0  # uvicorn's own keep-alive default
+HEADER_TIMEOUT_S = 5.0
+BODY_TIMEOUT_S = 10.0  # a 1 MiB body (the default max_body_bytes) at 100 KB/s
+MAX_HEADER_BYTES = 64 * 1024  # nginx: 4 buffers of 8 KiB for large headers; ours are tiny
+CONNECTIONS_PER_REQUEST = 4
+MIN_CONNECTIONS = 64
+
+
+@functools.cache
+def max_connections() -> int:
+    """The connection cap of this process, from the server's options (in its environment)."""
+    text = os.environ.get("EMBBENCH_SERVER_CONFIG")
+    options = ServerConfig.from_json(text).options if text else ServerOptions()
+    return max(MIN_CONNECTIONS, CONNECTIONS_PER_REQUEST * options.max_concurrent_requests)
+
+
+def _raw_response(status: int, error_type: str, message: str) -> bytes:
+    body = orjson.dumps({"error": message, "error_type": error_type})
+    phrase = http.HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._reading_headers = True  # no request under way, or its headers not all in
+        self._header_bytes = 0
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, phase: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, phase: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if phase == "headers":
+            self._refuse(408, "timeout", f"request headers not received within {HEADER_TIMEOUT_S}s")
+        else:  # idle: nothing to answer; body: the app already has the request, let it see it go
+            self.transport.close()
+
+    def _refuse(self, status: int, error_type: str, message: str) -> None:
+        # Only where no response of this connection is under way: bytes of ours in the middle
+        # of the app's reply would corrupt it.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_raw_response(status, error_type, message))
+        self.transport.close()
+
+    # -- uvicorn's hooks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > max_connections():
+            log.warning("connection refused: %d connections open", len(self.connections) - 1)
+            self._refuse(503, "overloaded", "too many connections; retry later")
+            return
+        self._arm(IDLE_TIMEOUT_S, "idle")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Counted by chunk, before the parser: a chunk that ends the headers resets the count
+        # (on_headers_complete), so only headers still unfinished after a chunk are measured.
+        if (
+            self._reading_headers
+            and self._header_bytes > MAX_HEADER_BYTES
+            and not self.transport.is_closing()
+        ):
+            self._refuse(431, "headers_too_large", f"request headers exceed {MAX_HEADER_BYTES} B")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = True
+        self._arm(HEADER_TIMEOUT_S, "headers")
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._header_bytes = 0
+        self._arm(BODY_TIMEOUT_S, "body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()  # the request is in; the app may take its time to answer
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:
+            self._reading_headers = True
+            self._header_bytes = 0
+            self._arm(IDLE_TIMEOUT_S, "idle")
