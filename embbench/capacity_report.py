@@ -9,11 +9,13 @@ reads apart from the load generator's share of the machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from embbench.markdown import num as _num
+from embbench.markdown import table as _table
 from embbench.stats import records
 
 # USD per core-hour: about what an on-demand general-purpose cloud vCPU costs (2026); pass
@@ -73,16 +75,3 @@ def _knee(r: Mapping[str, Any]) -> str:
     if r.get("status") == "none":
         return f"meets the target at no rate tried ({reason})."
     return f"capacity not decided ({reason})."
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    align = ["---" if i < 2 else "---:" for i in range(len(headers))]
-    return ["| " + " | ".join(line) + " |" for line in (headers, align, *rows)]
-
-
-def _num(value: Any, digits: int) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(number) else f"{number:.{digits}f}"

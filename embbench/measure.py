@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from embbench.sampler import Sample
 
@@ -74,16 +75,21 @@ def summarize_requests(rows: Sequence[RequestRow], duration: float) -> dict[str,
         "errors_other": kinds.get("http", 0),
     }
     if len(ok):
-        p50, p90, p95, p99 = np.percentile(ok, [50, 90, 95, 99])
-        out.update(
-            latency_mean_ms=float(ok.mean()),
-            latency_p50_ms=float(p50),
-            latency_p90_ms=float(p90),
-            latency_p95_ms=float(p95),
-            latency_p99_ms=float(p99),
-            latency_max_ms=float(ok.max()),
-        )
+        out.update(latency_columns(ok))
     return out
+
+
+def latency_columns(latencies_ms: npt.NDArray[np.float64]) -> dict[str, float]:
+    """The latency_* columns of a cell from its successful requests' latencies."""
+    p50, p90, p95, p99 = np.percentile(latencies_ms, [50, 90, 95, 99])
+    return {
+        "latency_mean_ms": float(latencies_ms.mean()),
+        "latency_p50_ms": float(p50),
+        "latency_p90_ms": float(p90),
+        "latency_p95_ms": float(p95),
+        "latency_p99_ms": float(p99),
+        "latency_max_ms": float(latencies_ms.max()),
+    }
 
 
 def open_window(rows: Sequence[RequestRow], warmup: float, duration: float) -> tuple[float, float]:
@@ -142,16 +148,10 @@ def summarize_open(
     if ok:
         service = np.array([r[1] for r in ok], dtype=np.float64)
         total = np.array([open_latency_ms(r) for r in ok], dtype=np.float64)
-        p50, p90, p95, p99 = np.percentile(total, [50, 90, 95, 99])
         out.update(
             service_p50_ms=float(np.percentile(service, 50)),
             service_p99_ms=float(np.percentile(service, 99)),
-            latency_mean_ms=float(total.mean()),
-            latency_p50_ms=float(p50),
-            latency_p90_ms=float(p90),
-            latency_p95_ms=float(p95),
-            latency_p99_ms=float(p99),
-            latency_max_ms=float(total.max()),
+            **latency_columns(total),
         )
     return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,9 @@ from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
 from embbench.explain import explain
+from embbench.markdown import num as _num
+from embbench.markdown import table as _table
+from embbench.markdown import with_ci as _with_ci
 from embbench.metadata import describe_host
 from embbench.results import RunData
 from embbench.stats import aggregate, failed_cells, level_order, records
@@ -305,27 +308,3 @@ def _verdict(word: Any, noise_pct: Any) -> str:
     if word == "tie":
         return f"tie within noise (±{float(noise_pct):.0f} %)"
     return "too few repeats"
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    def line(values: Iterable[Any]) -> str:
-        return (
-            "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in values) + " |"
-        )
-
-    text = ("label", "winner", "runner-up", "flags", "reason", "cell", "setting", "value",
-            "variant", "options", "status", "throughput", "latency", "verdict")  # fmt: skip
-    return [line(headers), line("---" if h in text else "---:" for h in headers), *map(line, rows)]
-
-
-def _num(value: Any, digits: int) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(number) else f"{number:.{digits}f}"
-
-
-def _with_ci(value: Any, low: Any, high: Any, digits: int) -> str:
-    text, low_text = _num(value, digits), _num(low, digits)
-    return text if "–" in (text, low_text) else f"{text} ({low_text}–{_num(high, digits)})"
