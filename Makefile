@@ -57,8 +57,9 @@ report: $(STAMP) ## report on the newest run under results/
 rust: ## release build of the article's actix-web + candle server (rust/seed-server), cached
 	bash scripts/build_rust.sh
 
-peers: $(STAMP) ## install infinity-emb into its own environment (.venv-infinity)
+peers: $(STAMP) ## install infinity-emb (.venv-infinity) and Ray Serve (into .venv)
 	bash scripts/install_infinity.sh
+	bash scripts/install_ray.sh
 
 clean: ## remove caches (keeps .venv and results/)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

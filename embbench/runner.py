@@ -16,7 +16,7 @@ from typing import Any
 from embbench import results
 from embbench.ceiling import measure_in_subprocess
 from embbench.cell import CellRunner
-from embbench.config import RunConfig, ServerOptions
+from embbench.config import EXTERNAL, RunConfig, ServerOptions
 from embbench.errors import ConfigError
 from embbench.metadata import git_revision, host_info, versions
 from embbench.models import resolve_model
@@ -82,6 +82,7 @@ class RunSession:
             "traits": {
                 run.name: dataclasses.asdict(get_variant(run.name).traits)
                 for run in config.variants
+                if run.name != EXTERNAL  # a server elsewhere: its traits are not ours to say
             },
             "cells": [],
         }

@@ -9,6 +9,7 @@ from embbench.variants.batched import Batched
 from embbench.variants.infinity import Infinity
 from embbench.variants.per_worker import PerWorker
 from embbench.variants.preload import Preload
+from embbench.variants.ray_serve import RayServe
 from embbench.variants.rust import RUST_VARIANTS
 from embbench.variants.shared_mutex import SharedMutex
 from embbench.variants.shared_rwlock import SharedRWLock
@@ -24,6 +25,7 @@ REGISTRY: dict[str, Variant] = {
         Batched(),
         Tei(),
         Infinity(),
+        RayServe(),
         *RUST_VARIANTS,
     )
 }

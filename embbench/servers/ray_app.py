@@ -1,0 +1,436 @@
+"""`python -m embbench.servers.ray_app`: our API as a Ray Serve deployment (variant `ray-serve`).
+
+A FastAPI ingress deployment whose replicas (Ray actor processes) each hold one embbench
+Encoder (torch or onnx) and batch requests with `@serve.batch`; Serve's HTTP proxy (one actor on
+the head) takes the connections and hands each request to a replica.
+
+Run by embbench, it starts a local Ray head of its own (GCS, raylet, replicas: all descendants
+of this process, so the sampler sees the engine's whole cost), serves until SIGTERM, SIGINT or
+SIGHUP, then stops Ray. With `--address auto` (or HOST:6379) it deploys onto a running Ray
+cluster instead, and removes its application when stopped. Ray is imported only by the process
+that deploys and by the replicas; embbench.variants imports this module only to launch it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from embbench import __version__
+from embbench.errors import ConfigError
+from embbench.models import BUNDLED_MODEL
+from embbench.options import ServerOptions, base_type, cpu_count, option_fields, server_options
+from embbench.servers.api import (
+    MAX_CLIENT_BATCH,
+    ApiError,
+    check_declared_length,
+    check_read_length,
+    error_body,
+    json_body,
+    parse_json,
+    text_field,
+    text_list,
+    warm,
+)
+from embbench.servers.encoder import Embeddings, InputTooLongError, TokenIds
+
+VARIANT = "ray-serve"
+APP_NAME = "embbench"
+DEFAULT_REPLICAS = 2
+# How long a replica waits for more requests before it runs a batch that is not full. Short:
+# under load the queue fills a batch anyway, and alone a request should not wait for company.
+BATCH_WAIT_S = 0.002
+# Ray's own default is 30 % of the memory for the object store; nothing large travels through
+# it here (requests and vectors are small), so a small one keeps /dev/shm and PSS honest.
+OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# Ray Serve's logs of the controller, the proxy and the replicas: one access-log line per
+# request would be file I/O on the measured path.
+QUIET_LOGS = {"log_level": "WARNING", "enable_access_log": False}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# How long a stop may take in order before this process exits at once. Ray's own processes die
+# with it either way: ray.init starts GCS, raylet and its monitors with the parent-death signal
+# SIGKILL, and the replicas exit when their raylet is gone (2 s here). An orderly stop takes
+# 2.3 s when only this process gets SIGTERM (embbench killed: PR_SET_PDEATHSIG); when the whole
+# process group gets it (embbench's stop), raylet and GCS each wait for the other and an
+# orderly stop took 8.9 s, past embbench's grace of 8 s.
+STOP_TIMEOUT_S = 3.0
+
+log = logging.getLogger("embbench.ray_app")
+
+
+@dataclass(frozen=True)
+class RayServeSettings:
+    """What one deployment is made of: our server options and where Ray runs."""
+
+    options: ServerOptions
+    port: int = 8000
+    address: str | None = None  # None: start a local Ray head of our own
+    temp_dir: str | None = None  # the local head's session folder (short: it holds sockets)
+    logs_dir: str | None = None  # where Ray's logs of it are kept when it is removed
+
+    @property
+    def replicas(self) -> int:
+        return self.options.resolved_workers(DEFAULT_REPLICAS)
+
+    @property
+    def threads(self) -> int:
+        return self.options.resolved_threads(self.replicas)
+
+    @property
+    def max_ongoing(self) -> int:
+        # Ray Serve's default lets 5 requests into a replica at once, which would cap a batch at
+        # 5. Two batches' worth: one running, the next one gathering; the rest wait in the
+        # proxy's queue, from which the next free replica takes them.
+        return 2 * self.options.max_batch_size
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m embbench.servers.ray_app",
+        description="Serve embbench's API from a Ray Serve deployment (the ray-serve variant).",
+    )
+    parser.add_argument(
+        "--address",
+        help="Ray cluster to deploy onto (auto, HOST:6379); default: start a local head",
+    )
+    parser.add_argument(
+        "--temp-dir", help="session folder of the local head, removed at exit (default: Ray's)"
+    )
+    parser.add_argument("--logs-dir", help="copy Ray's logs here before --temp-dir is removed")
+    # One flag per server option (options.py declares them), as the variant writes them.
+    for each, annotation, spec in option_fields():
+        kind, flag = base_type(annotation), "--" + each.name.replace("_", "-")
+        help_text = spec.help + (" Here: the replica count." if each.name == "workers" else "")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, choices=spec.choices or None, help=help_text)
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> RayServeSettings:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    address, temp_dir, logs_dir = args.pop("address"), args.pop("temp_dir"), args.pop("logs_dir")
+    given = {name: value for name, value in args.items() if value is not None}
+    try:
+        options = server_options(given, "ray_app")
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return RayServeSettings(options, options.port or 8000, address, temp_dir, logs_dir)
+
+
+# -- the deployment -------------------------------------------------------------------------------
+
+
+def replica_env(settings: RayServeSettings) -> dict[str, str]:
+    """Set in every replica through its runtime_env, so that replicas on other nodes of a
+    cluster get them as well as those that inherit them from this process."""
+    threads = str(settings.threads)
+    return {
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+
+
+def _app_running() -> bool:
+    """Every replica up and healthy, as Serve's controller sees it: /health must not say 200
+    while a second replica is still loading its model."""
+    from ray import serve
+
+    state = serve.status().applications.get(APP_NAME)
+    return state is not None and state.status == "RUNNING"  # a str Enum
+
+
+def _reply(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+class Embedder:
+    """One replica: an Encoder and a `@serve.batch` queue. Ray pickles this class by reference
+    (each replica imports this module), and the replica builds its FastAPI app itself
+    (`__serve_build_asgi_app__`): FastAPI reads the handlers' annotations, strings here, from
+    the module's names, which a pickled app would not carry."""
+
+    def __init__(self, settings: RayServeSettings) -> None:
+        from ray import serve
+
+        from embbench.models import resolve_model
+        from embbench.servers.encoder import Encoder, EncoderSettings
+
+        self.settings = settings
+        self.options = options = settings.options
+        # Resolved here, not by the deployer: on a cluster, each node has its own copy.
+        path = str(resolve_model(options.model))
+        self.encoder = encoder = warm(
+            Encoder(EncoderSettings(model_path=path, options=options, threads=settings.threads))
+        )
+
+        async def forward(batch: list[TokenIds]) -> list[Any]:
+            # In a thread: the event loop goes on taking requests (and filling the next batch)
+            # while this one runs; Serve runs one batch at a time per replica.
+            return list(await asyncio.to_thread(encoder.embed, batch))
+
+        # Applied here rather than as a decorator, so that the batch size is this deployment's
+        # option and this module needs no Ray to be imported.
+        self.forward = serve.batch(
+            max_batch_size=options.max_batch_size, batch_wait_timeout_s=BATCH_WAIT_S
+        )(forward)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self)
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.options.max_body_bytes
+        check_declared_length(request.headers.get("content-length"), limit)
+        body = await request.body()
+        check_read_length(len(body), limit)
+        return parse_json(body)
+
+    async def embed_texts(self, texts: list[str]) -> Embeddings:
+        limit = self.options.max_input_chars
+        for text in texts:
+            if not text.strip():
+                raise ApiError(422, "validation", "input text is empty")
+            if len(text) > limit:
+                raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
+        try:
+            ids = self.encoder.tokenize_batch(texts)
+        except InputTooLongError as exc:
+            raise ApiError(413, "input_too_long", str(exc)) from exc
+        # One queue item per input: the inputs of one request may land in different batches.
+        return np.stack(await asyncio.gather(*(self.forward(each) for each in ids)))
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        settings, options, encoder = self.settings, self.options, self.encoder
+        return {
+            # TEI's fields, as our own servers give them.
+            "model_id": options.model or BUNDLED_MODEL,
+            "model_dtype": "int8" if options.quantize == "int8" else "float32",
+            "model_type": {"embedding": {"pooling": encoder.pooling.mode}},
+            "max_input_length": encoder.max_seq_length,
+            "max_batch_requests": options.max_batch_size,
+            "max_client_batch_size": MAX_CLIENT_BATCH,
+            "auto_truncate": options.truncation,
+            "version": __version__,
+            # Ours.
+            "variant": VARIANT,
+            "ray_version": ray.__version__,
+            "replicas": settings.replicas,
+            "workers": settings.replicas,
+            "threads": settings.threads,
+            **{
+                key: getattr(options, key)
+                for key in ("backend", "quantize", "padding", "truncation")
+            },
+            "max_seq_length": encoder.max_seq_length,
+            "batch_wait_timeout_s": BATCH_WAIT_S,
+            "max_ongoing_requests": settings.max_ongoing,
+            "pid": os.getpid(),  # this replica's
+        }
+
+
+def create_app(replica: Embedder) -> FastAPI:
+    """The routes of DESIGN.md's API that this deployment serves, on one replica."""
+    app = FastAPI(title="embbench on Ray Serve", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _reply(exc.body(), exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        # What went wrong is in the replica's log; a client learns no names or paths of ours.
+        return _reply(error_body("internal", "internal error; see the server log"), 500)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        text = text_field(await replica.read_json(request), "text")
+        return _reply(json_body({"embeddings": await replica.embed_texts([text])}))
+
+    # "/" too: TEI's route that its clients call.
+    @app.post("/embed")
+    @app.post("/")
+    async def embed(request: Request) -> Response:
+        texts = text_list(await replica.read_json(request), "inputs")
+        return _reply(json_body(await replica.embed_texts(texts)))
+
+    @app.get("/health")
+    async def health() -> Response:
+        if await asyncio.to_thread(_app_running):
+            return _reply(json_body({"status": "ok"}))
+        return _reply(error_body("unavailable", "replicas are starting"), 503)
+
+    @app.get("/info")
+    async def info() -> Response:
+        return _reply(json_body(replica.info()))
+
+    return app
+
+
+def build_app(settings: RayServeSettings) -> Any:
+    """The Serve application: Embedder behind FastAPI, `settings.replicas` times."""
+    from ray import serve
+
+    deployment = serve.deployment(
+        num_replicas=settings.replicas,
+        max_ongoing_requests=settings.max_ongoing,
+        ray_actor_options={
+            "num_cpus": settings.threads,
+            "runtime_env": {"env_vars": replica_env(settings)},
+        },
+        # A stop should not wait Ray's default 20 s for requests that no client still wants.
+        graceful_shutdown_timeout_s=2.0,
+        graceful_shutdown_wait_loop_s=0.5,
+        logging_config=QUIET_LOGS,
+    )(serve.ingress()(Embedder))
+    return deployment.bind(settings)
+
+
+# -- the launcher -------------------------------------------------------------------------------
+
+
+def start_ray(settings: RayServeSettings) -> None:
+    # The environment first: Ray reads its settings once, when it is imported.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports home
+    if settings.address is None and "RAY_AUTH_MODE" not in os.environ:
+        # Ray's token authentication stays on, with a token of this head's own in the
+        # environment its processes inherit: Ray would otherwise write one to ~/.ray.
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    import ray
+
+    if settings.address is not None:
+        ray.init(address=settings.address, namespace="embbench", log_to_driver=True)
+        return
+    # "local": a new head even where RAY_ADDRESS or a running cluster would be found. Enough
+    # logical CPUs for every replica to be placed, whatever the thread count asked for.
+    ray.init(
+        address="local",
+        namespace="embbench",
+        num_cpus=max(cpu_count(), settings.replicas * settings.threads),
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        # Loopback: this head serves this machine only (its ports are not for the network).
+        _node_ip_address="127.0.0.1",
+        _temp_dir=settings.temp_dir,
+        log_to_driver=True,
+    )
+
+
+def deploy(settings: RayServeSettings) -> None:
+    from ray import serve
+
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": settings.options.host, "port": settings.port},
+        logging_config=QUIET_LOGS,
+    )
+    # Returns once every replica is running (its model loaded and warmed).
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", logging_config=QUIET_LOGS)
+
+
+def stop_ray(settings: RayServeSettings, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Leave Ray in order, within `timeout`; False if it did not (see STOP_TIMEOUT_S).
+
+    A local head (GCS, raylet and through it every replica) stops with ray.shutdown. On a
+    cluster, the application (and Serve's controller and proxies) is removed first.
+    """
+
+    def shut_down() -> None:
+        import ray
+
+        if settings.address is not None and ray.is_initialized():
+            from ray import serve
+
+            remove_serve: Callable[[], None] = serve.shutdown  # untyped in Ray
+            remove_serve()
+        ray.shutdown()
+
+    worker = threading.Thread(target=shut_down, name="ray-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return not worker.is_alive()
+
+
+def release_temp_dir(temp_dir: Path, logs_dir: Path | None) -> None:
+    """Keep Ray's logs of a local head in `logs_dir` (with the cell's), then remove its session
+    folder. Idempotent: the launcher does it as it exits, embbench's clean-up again in case the
+    launcher was killed first."""
+    logs = temp_dir / "session_latest" / "logs"
+    if logs_dir is not None and logs.is_dir():
+        with contextlib.suppress(OSError, shutil.Error):
+            shutil.copytree(logs.resolve(), logs_dir, dirs_exist_ok=True)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = parse_settings(argv)
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        raise SystemExit(0)  # unwinds whatever runs (serving, or a deploy under way) to `finally`
+
+    try:
+        start_ray(settings)
+        # After ray.init, which installs a SIGTERM handler of its own (sys.exit).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, on_signal)
+        deploy(settings)
+        where = f"http://{settings.options.host}:{settings.port}"
+        log.info(
+            "serving %s: %d replicas x %d threads at %s (%s)",
+            VARIANT, settings.replicas, settings.threads, where, settings.options,
+        )  # fmt: skip
+        while True:
+            signal.pause()
+    finally:
+        # A second signal (embbench's TERM reaches the whole process group, Ray's daemons too,
+        # and the kernel's parent-death TERM may follow) must not cut the shutdown short.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        in_order = stop_ray(settings)
+        if settings.temp_dir is not None and settings.address is None:
+            logs_dir = Path(settings.logs_dir) if settings.logs_dir else None
+            release_temp_dir(Path(settings.temp_dir), logs_dir)
+        if not in_order:
+            log.warning(
+                "Ray did not stop within %.0f s: exiting, its processes with me", STOP_TIMEOUT_S
+            )
+            logging.shutdown()
+            # Not sys.exit: Ray's atexit hook would wait for the same shutdown again.
+            os._exit(0)
+
+
+if __name__ == "__main__":
+    # Run from the module under its own name, not as __main__: Ray pickles Embedder by
+    # reference only when its module can be imported by that name in the replicas (a class of
+    # __main__ is pickled by value, without the names its FastAPI annotations refer to).
+    from embbench.servers.ray_app import main as _main
+
+    _main()
