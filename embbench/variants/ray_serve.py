@@ -2,7 +2,7 @@
 
 The distributed engine users grow into when one machine is not enough, measured here on one.
 `make peers` (scripts/install_ray.sh) installs `ray[serve]` into the main environment (its
-requirements clash with none of ours). The server is embbench/servers/ray_app.py: it starts a
+requirements clash with none of ours). The server is embbench/servers/ray_launch.py (ray_app.py the deployment): it starts a
 local Ray head of its own (GCS, raylet, Serve's controller and HTTP proxy, one actor process per
 replica), deploys a FastAPI ingress whose replicas each hold an Encoder and batch with
 `@serve.batch`, and speaks our API (/predict, /embed, /health, /info).
@@ -38,7 +38,7 @@ TAG_ENV = "EMBBENCH_RAY_TAG"
 
 
 def option_argv(options: ServerOptions) -> list[str]:
-    """The flags that give `options` to ray_app's launcher (those that differ from the
+    """The flags that give `options` to the launcher (ray_launch, parsed by ray_app) (those that differ from the
     defaults; it declares one flag per server option, named after it)."""
     argv: list[str] = []
     for each in dataclasses.fields(ServerOptions):
@@ -91,7 +91,7 @@ def ray_cleanup(tag: str, temp_dir: Path, logs_dir: Path) -> None:
     (about 2 s), and whatever has not is killed here. The launcher keeps Ray's logs and removes
     its session folder as it exits; done again here in case it was killed first.
     """
-    from embbench.servers.ray_app import release_temp_dir
+    from embbench.servers.ray_launch import release_temp_dir
 
     kill_tagged(tag)
     release_temp_dir(temp_dir, logs_dir)
@@ -135,7 +135,7 @@ class RayServe(OwnVariant):
         env.pop("RAY_ADDRESS", None)  # a local head of our own, never a cluster named there
         env.update({TAG_ENV: tag, "RAY_USAGE_STATS_ENABLED": "0"})
         logs_dir = workdir / "ray-logs"
-        argv = [sys.executable, "-m", "embbench.servers.ray_app",
+        argv = [sys.executable, "-m", "embbench.servers.ray_launch",
                 "--temp-dir", str(temp_dir), "--logs-dir", str(logs_dir)]  # fmt: skip
         return LaunchSpec(
             argv=argv + option_argv(resolved),

@@ -87,7 +87,7 @@ def test_launch_spec(tmp_path: Path) -> None:
     spec = RayServe().launch(ServerOptions(max_batch_size=8), 18090, tmp_path / "work")
     try:
         argv = spec.argv
-        assert argv[:3] == [sys.executable, "-m", "embbench.servers.ray_app"]
+        assert argv[:3] == [sys.executable, "-m", "embbench.servers.ray_launch"]
         assert flag(argv, "--port") == "18090" and flag(argv, "--workers") == "2"
         threads = max(1, cpu_count() // 2)
         assert flag(argv, "--threads") == str(threads)
