@@ -2,10 +2,11 @@
 
 The distributed engine users grow into when one machine is not enough, measured here on one.
 `make peers` (scripts/install_ray.sh) installs `ray[serve]` into the main environment (its
-requirements clash with none of ours). The server is embbench/servers/ray_launch.py (ray_app.py the deployment): it starts a
-local Ray head of its own (GCS, raylet, Serve's controller and HTTP proxy, one actor process per
-replica), deploys a FastAPI ingress whose replicas each hold an Encoder and batch with
-`@serve.batch`, and speaks our API (/predict, /embed, /health, /info).
+requirements clash with none of ours). The server is embbench/servers/ray_launch.py (with
+ray_app.py, the deployment): it starts a local Ray head of its own (GCS, raylet, Serve's
+controller and HTTP proxy, one actor process per replica), deploys a FastAPI ingress whose
+replicas each hold an Encoder and batch with `@serve.batch`, and speaks our API (/predict,
+/embed, /health, /info).
 
 `--workers` is the replica count (default 2) and `--threads` each replica's intra-op threads
 (default cores // replicas), as for per-worker, the same idea done by hand.
@@ -38,8 +39,8 @@ TAG_ENV = "EMBBENCH_RAY_TAG"
 
 
 def option_argv(options: ServerOptions) -> list[str]:
-    """The flags that give `options` to the launcher (ray_launch, parsed by ray_app) (those that differ from the
-    defaults; it declares one flag per server option, named after it)."""
+    """The flags that give `options` to the launcher (ray_launch; ray_app parses them): those
+    that differ from the defaults, one flag per server option, named after it."""
     argv: list[str] = []
     for each in dataclasses.fields(ServerOptions):
         value, flag = getattr(options, each.name), each.name.replace("_", "-")
