@@ -89,9 +89,7 @@ def take_batch(
     padding to the longest, the others are taken closest in length to the first first, and only
     within `spread` times its length; the rest wait for a batch of their own length (each comes
     first in turn, so none waits forever). The first is always taken, even alone over the
-    limits.
-    Mixed payload at c=100 (batched, torch, 2 cores): 16.0 rps taking arrivals in order,
-    42.8 rps length-aware (runs 20261124-215852 and a single-cell rerun, same machine).
+    limits. What it buys on a mixed payload is measured by configs/ablation.toml (README).
     """
     anchor = queue[0]
     waiting = queue[1:]

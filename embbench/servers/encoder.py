@@ -211,10 +211,8 @@ class Encoder:
         """An encoder for another stream of forward passes: the same tokenisers and pooling, and
         its own onnxruntime session (a torch module is shared: its threads are process-wide).
 
-        Two single-threaded sessions side by side outran one two-threaded session on 2 cores
-        (onnx int8, short inputs, each at its best batch size): offline 754.7 against 637.8
-        sentences/s, and as batched servers at c=100 632.0 against 458.4 rps (run
-        20261125-011251; README, "Peers").
+        Single-threaded sessions side by side can outrun one multi-threaded session: each
+        stays on its core and runs its best batch size (measured in the README, "Peers").
         """
         twin = copy.copy(self)
         if self.settings.options.backend != "torch":
