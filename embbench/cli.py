@@ -238,7 +238,7 @@ def report_cmd(
     )
     render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
     for line in _winner_lines(published.table):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {published.markdown}")
     for chart in published.charts:
         console.print(f"chart:  {chart}")
