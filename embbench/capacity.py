@@ -214,7 +214,9 @@ def search(
     pass and a fail bracket the boundary, bisect. Each probe is judged here, with this SLO,
     from its interval and error rate (its own `verdict` is replaced). A too-close probe is run
     up to `retries` more times; if it stays too close, the search stops as "indeterminate",
-    since bisecting on a coin flip would report noise as a number.
+    since bisecting on a coin flip would report noise as a number. If no rate has passed by
+    then, it first steps down for a floor: "too close at X, passes at Y" tells a user more
+    than no number at all.
     """
     if not (growth > 1 and 0 < tolerance < 1 and max_probes >= 1 and retries >= 0):
         raise ValueError("need growth > 1, 0 < tolerance < 1, max_probes >= 1, retries >= 0")
@@ -244,11 +246,20 @@ def search(
     # 1. Bracket the boundary.
     while passed is None or failed is None:
         result = attempt(rate)
-        if result is None or result.verdict == "too_close":
-            stuck = result
+        if result is None:
             break
+        if result.verdict == "too_close":
+            stuck = result
+            if passed is not None or rate <= min_rate:
+                break
+            # Nothing has passed yet: the boundary is at or below this rate, so step down as
+            # after a fail, for a floor the variant is shown to hold.
+            rate = max(min_rate, rate / growth)
+            continue
         if result.verdict == "pass":
             passed = result
+            if stuck is not None:
+                break  # a floor under a rate too close to call: as far as the noise allows
             rate *= growth
         else:
             failed = result

@@ -88,6 +88,36 @@ def test_a_probe_too_close_to_call_is_rerun_then_indeterminate() -> None:
     ]
 
 
+def test_too_close_before_any_pass_steps_down_for_a_floor() -> None:
+    # Fails high, too close twice lower down, passes lower still: the floor is reported.
+    calls: list[float] = []
+
+    def slow(rate: float) -> ProbeResult:
+        calls.append(rate)
+        if rate > 40:
+            low, high = 150.0, 300.0
+        elif rate > 20:
+            low, high = 80.0, 120.0
+        else:
+            low, high = 40.0, 60.0
+        return ProbeResult(rate, 1000, (low + high) / 2, low, high, 0.0, "pass")
+
+    result = capacity.search(slow, SLO_MS, 0.001, start_rate=100.0, retries=1)
+    assert calls == [100.0, 50.0, 25.0, 25.0, 12.5]
+    assert result.status == "indeterminate" and result.qps_at_slo == 12.5
+    assert "25.0 rps" in result.reason and "passes at 12.5 rps" in result.reason
+    # Too close all the way down to the minimum rate: no floor, still not "none".
+    calls.clear()
+
+    def never_clear(rate: float) -> ProbeResult:
+        calls.append(rate)
+        return ProbeResult(rate, 1000, 100.0, 90.0, 110.0, 0.0, "pass")
+
+    stuck = capacity.search(never_clear, SLO_MS, 0.001, start_rate=4.0, retries=0, min_rate=1.0)
+    assert calls == [4.0, 2.0, 1.0]
+    assert stuck.status == "indeterminate" and stuck.qps_at_slo is None
+
+
 def test_a_variant_failing_at_the_lowest_rate_has_no_capacity() -> None:
     calls: list[float] = []
 
