@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from embbench import measure, results
+from embbench import measure, quality, results
 from embbench.columns import Row
 from embbench.config import RunConfig, ServerOptions, cpu_count
 from embbench.errors import LoadFailedError, ServerStartError
@@ -28,7 +28,7 @@ from embbench.load.runner import (
 )
 from embbench.models import BUNDLED_MODEL, resolve_model
 from embbench.plan import Cell
-from embbench.probe import probe_server, reference_embeddings, threshold_for
+from embbench.probe import probe_server, threshold_for
 from embbench.process import LaunchSpec, ServerProcess, free_port
 from embbench.progress import Progress
 from embbench.sampler import Sample, Sampler, wait_quiet
@@ -49,6 +49,8 @@ class CellRunner:
         self.options: ServerOptions = cell.run.options
         self.window: tuple[float, float] | None = None
         self.request_rows: list[Any] = []
+        self.reference: quality.Vectors | None = None
+        self.verdict: quality.Verdict | None = None
         self.row = self._base_row()
 
     def _base_row(self) -> Row:
@@ -84,6 +86,11 @@ class CellRunner:
         sampler: Sampler | None = None
         samples: list[Sample] = []
         try:
+            # Before the quiet wait: computing them (once per payload set, then cached) is work
+            # the machine must have settled from.
+            self.reference = quality.references(
+                str(resolve_model(self.options.model)), self.payloads, self.options.max_seq_length
+            )
             # The previous cell's server is stopped; let the machine settle before this one.
             self.row["quiet_s"], self.row["quiet_cpu_pct"] = wait_quiet()
             url, protocol, server = self._start_server()
@@ -164,9 +171,14 @@ class CellRunner:
             (self.run_dir / "logs" / f"{self.cell.name}.info.json").write_text(reply.text)
 
     def _probe(self, url: str, protocol: str) -> None:
-        reference = reference_embeddings(str(resolve_model(self.options.model)))
-        cosine = probe_server(url, protocol, reference, model=self.row["model"])
-        self.row["cosine_min"] = cosine
+        """The run's own inputs across their lengths, one at a time, before the load."""
+        assert self.reference is not None
+        picked = quality.probe_indices(self.payloads)
+        sentences = [self.payloads[i] for i in picked]
+        cosine = probe_server(
+            url, protocol, self.reference[picked], sentences, model=self.row["model"]
+        )
+        self.row.update(probe_cosine_min=cosine, cosine_min=cosine)
         self.row["correct"] = cosine >= self.row["cosine_threshold"]
         if not self.row["correct"]:
             self.row["status"] = results.BAD_EMBEDDINGS
@@ -174,6 +186,34 @@ class CellRunner:
                 f"embeddings disagree with sentence-transformers: cosine {cosine:.4f} "
                 f"< {self.row['cosine_threshold']}"
             )
+
+    def _check(self, raw: Path, start: float, end: float) -> None:
+        """The answers kept in the window against their own inputs' references: a mismatched
+        answer, or one below the threshold as for the probe, makes the cell bad_embeddings."""
+        if self.reference is None or not self.config.check_rate:
+            return
+        kept = quality.in_window(quality.read_kept(raw), start, end) if raw.exists() else []
+        threshold = self.row["cosine_threshold"]
+        verdict = quality.judge(kept, self.row["protocol"], self.reference, threshold)
+        self.verdict = verdict
+        self.row.update(verdict.summary())
+        if verdict.checked:
+            lowest = float(verdict.cosines.min())
+            probe = self.row.get("probe_cosine_min")
+            self.row["cosine_min"] = lowest if probe is None else min(probe, lowest)
+            (self.run_dir / "checks").mkdir(exist_ok=True)
+            results.write_rows(
+                self.run_dir / "checks" / f"{self.cell.name}.csv",
+                quality.CHECK_COLUMNS,
+                verdict.rows(kept),
+            )
+        reason = quality.failure(verdict, self.row.get("cosine_min"), threshold)
+        if reason is None:
+            return
+        self.row["correct"] = False
+        if self.row.get("status") == results.OK:
+            self.row["status"] = results.BAD_EMBEDDINGS
+            self.row["failure_reason"] = reason
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
         # Closed loop: a cap only, the runner stops Locust once its window has closed (_watch).
@@ -202,6 +242,7 @@ class CellRunner:
             model=self.row["model"],
             expect_workers=self.config.load_workers,
             master_port=self.config.master_port,
+            check_rate=self.config.check_rate,
             **open_loop,
         )
         self.load_spec = spec
@@ -290,6 +331,8 @@ class CellRunner:
             # A window with no request in it measured nothing: never an ok cell.
             self.row["status"] = results.FAILED
             self.row["failure_reason"] = "no request completed in the measured window"
+        if rows and start:
+            self._check(raw, start, start + duration)
         if samples:
             self.row.update(
                 measure.summarize_samples(
@@ -329,7 +372,7 @@ class CellRunner:
                 ),
             )
         with contextlib.suppress(OSError):
-            for path in raw.glob("requests-*.csv"):
+            for path in [*raw.glob("requests-*.csv"), *raw.glob(quality.RESPONSES_GLOB)]:
                 path.unlink()
 
 

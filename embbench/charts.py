@@ -17,15 +17,17 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from embbench import quality
 from embbench.chartkit import HEIGHT_PX, WIDTH_PX, caption, read_frame, save
 from embbench.figures import (
     latency_figure,
     offered_load_figure,
+    quality_figure,
     resources_figure,
     throughput_figure,
 )
 from embbench.results import RunData
-from embbench.stats import aggregate, prepare
+from embbench.stats import aggregate, prepare, records
 from embbench.timeline import timeline_figure
 
 __all__ = [
@@ -70,6 +72,10 @@ class RunView:
         return self.agg[self.agg["load_model"] == "open"]
 
     @functools.cached_property
+    def quality(self) -> list[dict[str, Any]]:
+        return quality.label_quality(records(self.run.summary))
+
+    @functools.cached_property
     def cells(self) -> list[str]:
         return [str(c) for c in prepare(self.run.summary)["cell"].dropna()]
 
@@ -108,6 +114,8 @@ CHARTS: tuple[Chart, ...] = (
     Chart("offered-load", "offered-load.png",
           lambda v: offered_load_figure(v.open, v.meta, v.meta.get("slo_p99_ms")),
           lambda v: not v.open.empty),
+    Chart("quality", "quality.png", lambda v: quality_figure(v.quality, v.meta),
+          lambda v: bool(v.quality)),
     Chart("timeline", "timeline.png",
           lambda v: timeline_figure(v.run.summary, v.requests, v.samples, v.meta)),
 )  # fmt: skip

@@ -95,7 +95,15 @@ COLUMNS: tuple[Column, ...] = (
     _c("little_ratio"),
     _c("little_law_ok", bool, agg=ANY_FALSE, agg_name="little_law_off"),
     _c("cosine_threshold"),
+    # Correctness under load (quality.py): `cosine_min` above is the lowest of the probe's and
+    # of the answers checked in the window; `correct` is false when it is below the threshold
+    # or any checked answer was mismatched (closer to another input's reference).
     _c("correct", bool, agg=ANY_FALSE, agg_name="incorrect"),
+    _c("probe_cosine_min", agg=MIN),
+    _c("checked", int, agg=SUM),  # answers in the window compared with their reference
+    _c("mismatched", int, agg=SUM),
+    _c("cosine_p1", agg=MIN, heading="cosine p1", digits=4, show=(REPORT,)),
+    _c("cosine_p50", agg=MEDIAN),
     _c("errors_connection", int),
     _c("errors_timeout", int),
     _c("errors_429", int),

@@ -210,6 +210,13 @@ def _wrong_embeddings(frame: pd.DataFrame) -> list[str]:
             continue
         threshold = rows["cosine_threshold"].dropna()
         limit = f" below the threshold {threshold.iloc[0]:.4f}" if len(threshold) else ""
+        swapped = rows["mismatched"].fillna(0).sum() if "mismatched" in rows else 0
+        limit += (
+            f"; {swapped:.0f} answers under load were closer to another input's reference than "
+            "to their own"
+            if swapped
+            else ""
+        )
         out.append(
             f"{label}: the embeddings disagree with the reference in {len(rows)} cells "
             f"(cosine min {rows['cosine_min'].min():.4f}{limit}), so its numbers do not count."

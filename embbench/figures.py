@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from embbench.chartkit import (
     NO_OK,
@@ -195,3 +197,38 @@ def offered_load_figure(
     ax.grid(True, which="major", alpha=0.3)
     title = "Latency against offered load (open loop)"
     return finish(fig, ax, meta, title, NO_OK if ok.empty else "")
+
+
+def quality_figure(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> Figure:
+    """Per label, 1 - cosine of its checked answers to their references (log scale: fp32's
+    1e-7 and int8's 1e-2 on one axis): median, 1st percentile and worst, with the threshold
+    each label is held to. Further right is worse; rows are quality.label_quality's."""
+    fig, ax = new_figure()
+    labels = [str(r["label"]) for r in rows]
+    y = np.arange(len(labels))[::-1]
+    marks = (("cosine_p50", "median", "o"), ("cosine_p1", "1st percentile", "^"),
+             ("cosine_min", "worst (probe included)", "x"))  # fmt: skip
+    for column, name, marker in marks:
+        gap = [_gap(r.get(column)) for r in rows]
+        ax.scatter(gap, y, marker=marker, s=60, label=name, zorder=3)
+    for pos, r in zip(y, rows, strict=True):
+        ax.plot([_gap(r.get("cosine_p50")), _gap(r.get("cosine_min"))], [pos, pos], color="0.6")
+        limit = _gap(r.get("cosine_threshold"))
+        ax.scatter([limit], [pos], marker="|", s=300, color="firebrick", zorder=2,
+                   label="threshold" if pos == y[0] else None)  # fmt: skip
+        if r.get("mismatched"):
+            ax.annotate(f"{r['mismatched']} mismatched", (limit, pos), xytext=(8, 6),
+                        textcoords="offset points", fontsize=8, color="firebrick")  # fmt: skip
+    if labels:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # crowded within one decade
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("1 - cosine to sentence-transformers (log scale; right is worse)")
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    return finish(fig, ax, meta, "Quality under load", "" if labels else "no answer checked")
+
+
+def _gap(cosine: Any) -> float:
+    # fp32 can round to a cosine of 1 or just above: kept on the log axis at 1e-8.
+    value = as_float(cosine)
+    return math.nan if math.isnan(value) else max(1.0 - value, 1e-8)

@@ -53,8 +53,10 @@ MIXED_LONG = 0.05
 
 _MAX_TRIES = 1000
 
-#: Fixed sentences from the corpus for a correctness probe: varied in topic and
-#: length, all well under 128 tokens.
+#: Fixed sentences from the corpus for quick checks of a server (tests, examples):
+#: varied in topic and length, all well under 128 tokens. A run's probe uses its own
+#: payload instead, across its lengths (quality.probe_indices): these short sentences
+#: understate what int8 costs on longer inputs.
 PROBE_SENTENCES: tuple[str, ...] = (
     "The pass statement does nothing.",
     "Perhaps the most well-known statement type is the if statement.",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from embbench import columns
+from embbench import columns, quality
 from embbench.capacity_report import DEFAULT_PRICE_PER_CORE_HOUR, capacity_section
 from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
@@ -69,6 +69,7 @@ def render_markdown(
         title = f"Concurrency {level[2:]}" if level.startswith("c=") else f"Open loop, {level}"
         lines += [f"### {title}", "", *_table(headers, (_result(r, shown) for r in rows))]
         lines += [""]
+    lines += ["## Quality under load", "", *_quality_section(run.summary, agg), ""]
     capacity = run.capacity()
     if capacity is not None:
         lines += ["## Capacity", "", *capacity_section(capacity, agg, meta, price_per_core_hour)]
@@ -214,6 +215,34 @@ def _flags(row: Mapping[str, Any]) -> str:
     if row["failures"] > 0:
         flags.append(f"{row['failures']:.0f} request errors")
     return ", ".join(flags)
+
+
+def _quality_section(summary: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
+    """What each label's answers cost in cosine on this run's payload, beside its speed."""
+    table = quality.label_quality(records(summary))
+    if not table:
+        return ["No answer was checked under load (`--check-rate 0`, or a run before the check)."]
+    ok = agg[agg["n_ok"] > 0]
+    best = ok.groupby("label")["rps"].max() if len(ok) else pd.Series(dtype=float)
+    rows = [
+        [r["label"], str(r["quantize"] or "–"), f"{r['checked']}", f"{r['mismatched']}",
+         _num(r["cosine_min"], 4), _num(r["cosine_p1"], 4), _num(r["cosine_p50"], 4),
+         _num(r["cosine_threshold"], 3), _num(best.get(r["label"]), 1)]
+        for r in table
+    ]  # fmt: skip
+    headers = _cols("label, quantize, answers checked, mismatched, cosine min, cosine p1, "
+                    "cosine p50, threshold, best rps")  # fmt: skip
+    return [
+        "Answers taken during the measured windows (all cells of a label, failed ones too), "
+        "each compared with sentence-transformers' embedding of the input it was sent: the "
+        "cost of int8 or any other approximation on this payload, next to the speed bought "
+        "with it. Cosine min includes the probe before the load; p1 is the lowest of the "
+        "cells' 1st percentiles, p50 the median of their medians. A mismatched answer is "
+        "closer to another input's reference than to its own: one fails its cell, as does a "
+        "cosine below the threshold.",
+        "",
+        *_table(headers, rows),
+    ]
 
 
 def _failed_table(summary: pd.DataFrame) -> list[str]:

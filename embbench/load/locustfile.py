@@ -21,15 +21,25 @@ there (service time); `scheduled` is when it was due (= start in the closed loop
 arrivals refused by the in-flight cap are logged with status 0 and error "dropped". In Locust's
 distributed mode (--processes, or workers on other machines) each worker sends its rows to the
 master as a custom message once a second, and the master alone writes the log.
+
+For the correctness check (embbench.quality) each process also keeps a sample of its 200 answers:
+the raw body and the index of the input it answered, appended to `responses-<pid>.bin` (workers:
+sent to the master like the rows). The sample is every k-th answer, k set each second from the
+previous second's count so that about `--embbench-check-rate` are kept per second: all of them
+in a small cell, a bounded share in a fast one (an option, so remote workers get the master's).
+Nothing is parsed here; the orchestrator compares after the cell, so the check adds a counter
+and, for a kept answer, a list append to the hot path.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import logging
 import os
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -47,10 +57,19 @@ PROTOCOL = os.environ.get("EMBBENCH_PROTOCOL", "predict")
 _texts: list[str] = json.loads(Path(os.environ["EMBBENCH_PAYLOADS"]).read_text())
 _model = os.environ.get("EMBBENCH_MODEL", "")
 REQUESTS = [request_for(PROTOCOL, text, _model) for text in _texts]
+# An input index means something only against the same payload list: a remote worker started
+# with another --payload or --seed would have its answers judged against the wrong inputs.
+_PAYLOAD_DIGEST = hashlib.sha256(json.dumps(_texts).encode()).hexdigest()
+# As embbench.quality.RECORD (the locustfile imports nothing heavy): index, start, ms, length.
+_RECORD = struct.Struct("<IddI")
 _HEADERS = {"Content-Type": "application/json"}
 _rows: list[tuple[float, float, int, str, int, float]] = []
 _writer_state: dict[str, Any] = {}
 _ROWS_MESSAGE = "embbench_rows"
+_KEPT_MESSAGE = "embbench_responses"
+# Kept answers: (input index, start epoch, latency ms, body); the sampling state.
+_kept: list[tuple[int, float, float, bytes]] = []
+_sampling = {"rate": 0, "stride": 1, "seen": 0, "this_second": 0}
 _log = logging.getLogger(__name__)
 
 
@@ -93,9 +112,22 @@ def _record(
             scheduled,
         )
     )
+    if _sampling["rate"] and status == 200 and exception is None:
+        _sampling["this_second"] += 1
+        _sampling["seen"] += 1
+        index = (context or {}).get("input")
+        if index is not None and _sampling["seen"] % _sampling["stride"] == 0:
+            _kept.append((index, start_time, response_time, response.content or b""))
+
+
+def _resample() -> None:
+    # Keep about `rate` answers a second: every k-th, k from the last second's answers.
+    count, _sampling["this_second"] = _sampling["this_second"], 0
+    _sampling["stride"] = max(1, -(-count // max(1, _sampling["rate"])))
 
 
 def _flush() -> None:
+    _flush_kept()
     if not _rows or _writer_state.get("closed"):
         return
     runner = _writer_state.get("runner")
@@ -123,10 +155,34 @@ def _flush() -> None:
     handle.flush()
 
 
+def _flush_kept() -> None:
+    if not _kept or _writer_state.get("closed"):
+        return
+    kept = _kept[:]
+    del _kept[: len(kept)]
+    runner = _writer_state.get("runner")
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(
+            _KEPT_MESSAGE, {"payloads": _PAYLOAD_DIGEST, "kept": [list(k) for k in kept]}
+        )
+        return
+    handle = _writer_state.get("kept_handle")
+    if handle is None:
+        folder = Path(os.environ["EMBBENCH_REQUESTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"responses-{os.getpid()}.bin", "wb")  # noqa: SIM115
+        _writer_state["kept_handle"] = handle
+    handle.write(
+        b"".join(_RECORD.pack(i, start, ms, len(body)) + body for i, start, ms, body in kept)
+    )
+    handle.flush()
+
+
 def _flush_forever() -> None:
     # Once a second, so that the orchestrator's live view and an interrupted run see the data.
     while True:
         gevent.sleep(1.0)
+        _resample()
         _flush()
 
 
@@ -134,11 +190,21 @@ def _receive_rows(environment: Any, msg: Any, **_: Any) -> None:
     _rows.extend(tuple(row) for row in msg.data["rows"])
 
 
+def _receive_kept(environment: Any, msg: Any, **_: Any) -> None:
+    if msg.data.get("payloads") != _PAYLOAD_DIGEST:
+        if not _writer_state.get("warned"):
+            _log.error("a worker has other payloads than the master: its answers go unchecked")
+            _writer_state["warned"] = True
+        return
+    _kept.extend((int(i), float(s), float(ms), bytes(b)) for i, s, ms, b in msg.data["kept"])
+
+
 @events.init.add_listener
 def _start_flusher(environment: Any, **_: Any) -> None:
     _writer_state["runner"] = environment.runner
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(_ROWS_MESSAGE, _receive_rows)
+        environment.runner.register_message(_KEPT_MESSAGE, _receive_kept)
     gevent.spawn(_flush_forever)
 
 
@@ -155,9 +221,10 @@ def _final_flush(environment: Any, **_: Any) -> None:
     for user in list(_open_users):
         user.settle()
     _flush()
-    handle = _writer_state.get("handle")
-    if handle is not None:
-        handle.close()
+    for name in ("handle", "kept_handle"):
+        handle = _writer_state.get(name)
+        if handle is not None:
+            handle.close()
     _writer_state["closed"] = True  # a late flush must not write to a closed file
 
 
@@ -171,18 +238,39 @@ class EmbeddingUser(FastHttpUser):
     def on_start(self) -> None:
         # Each user walks the payloads from its own offset: all inputs are in flight at once.
         offset = next(self._counter) * 7919
-        self._cycle = itertools.islice(itertools.cycle(REQUESTS), offset % len(REQUESTS), None)
+        indices = itertools.cycle(range(len(REQUESTS)))
+        self._cycle = itertools.islice(indices, offset % len(REQUESTS), None)
 
     @task
     def embed(self) -> None:
-        path, body = next(self._cycle)
-        # Bodies are encoded once, up front; FastHttpSession sends bytes as they are.
-        self.client.post(path, data=body, headers=_HEADERS, name=path)  # type: ignore[arg-type]
+        index = next(self._cycle)
+        path, body = REQUESTS[index]
+        # Bodies are encoded once, up front; FastHttpSession sends bytes as they are. The
+        # context names the input, for the correctness check of the kept answers.
+        self.client.post(
+            path,
+            data=body,  # type: ignore[arg-type]
+            headers=_HEADERS,
+            name=path,
+            context={"input": index},
+        )
 
 
 # -- open loop ---------------------------------------------------------------------------------
 
 _open_users: list[OpenLoopUser] = []
+
+
+@events.init_command_line_parser.add_listener
+def _check_option(parser: Any, **_: Any) -> None:
+    parser.add_argument("--embbench-check-rate", type=int, default=0, help="answers kept/s")
+
+
+@events.test_start.add_listener
+def _start_sampling(environment: Any, **_: Any) -> None:
+    # On a worker, the master's options have arrived with its spawn message by now.
+    options = environment.parsed_options
+    _sampling["rate"] = max(0, int(getattr(options, "embbench_check_rate", 0) or 0))
 
 
 @events.init_command_line_parser.add_listener
@@ -278,13 +366,14 @@ class OpenLoopUser(FastHttpUser):
         try:
             with self.connections:
                 self.inflight.get(arrival, [0.0, 0.0])[1] = time.time()
-                path, body = REQUESTS[arrival % len(REQUESTS)]
+                index = arrival % len(REQUESTS)
+                path, body = REQUESTS[index]
                 self.client.post(
                     path,
                     data=body,  # type: ignore[arg-type]
                     headers=_HEADERS,
                     name=path,
-                    context={"scheduled": due},
+                    context={"scheduled": due, "input": index},
                 )
         finally:
             self.inflight.pop(arrival, None)

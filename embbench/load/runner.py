@@ -44,6 +44,9 @@ class LoadSpec:
     connections: int = 0
     seed: int = 0
     schedule_s: float = 0.0
+    # Answers each Locust process keeps per second for the correctness check (quality.py);
+    # 0: none. Sent as an option, so remote workers keep answers too (and send them here).
+    check_rate: int = 0
 
     @property
     def open_loop(self) -> bool:
@@ -90,6 +93,8 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         "0",
     ]
     argv += _open_loop_args(spec) if spec.open_loop else ["EmbeddingUser"]
+    if spec.check_rate > 0:
+        argv += ["--embbench-check-rate", str(spec.check_rate)]
     if spec.processes > 1:
         argv += ["--processes", str(spec.processes)]
         if not spec.expect_workers:
