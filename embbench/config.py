@@ -67,6 +67,8 @@ class ServerConfig:
     preload: bool = False  # the model is loaded before fork (gunicorn --preload)
     model_name: str = ""
     ready_dir: str = ""
+    # How the variant chose what the user left to it (autotune.record), shown by /info.
+    autotune: dict[str, Any] | None = None
 
     @property
     def host(self) -> str:
@@ -134,6 +136,11 @@ class RunConfig:
         label=None,
     )  # fmt: skip
     master_port: int = option(5557, "Locust master port.", minimum=1, maximum=65535, label=None)
+    # The correctness check under load (quality.py): answers kept per second per Locust process.
+    check_rate: int = option(
+        100, "Answers checked per second per Locust process (0: none).", minimum=0,
+        maximum=100_000, label=None,
+    )  # fmt: skip
     startup_timeout: float = 180.0
     seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
     # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.

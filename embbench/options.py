@@ -101,6 +101,14 @@ class ServerOptions:
         16384, "Most padded tokens in one forward pass (a batch, or a slice of one request).",
         minimum=1, label=None,
     )  # fmt: skip
+    # batched: where a batch stops growing. On CPU a forward pass costs more per token beyond a
+    # few hundred padded tokens (cache, attention's rows x length^2, fresh pages for large
+    # tensors with the arena off), so filling up to max_batch_tokens was slower than batch 1
+    # on the mixed payload; measured in servers/batching.py.
+    batch_tokens: int = option(
+        256, "batched: padded tokens a batch is filled up to (the oldest input always goes).",
+        minimum=1,
+    )  # fmt: skip
     max_body_bytes: int = option(1 << 20, "Largest request body.", minimum=1, label=None)
     # TEI's name and default: requests in flight beyond it are answered 429 with Retry-After.
     max_concurrent_requests: int = option(
@@ -115,17 +123,36 @@ class ServerOptions:
         False, "Serve POST /reload (off: a client could swap the model under load).",
         label=("reload", "no-reload"),
     )  # fmt: skip
+    # batched: streams x threads and the largest batch chosen from this machine's offline
+    # ceiling (autotune.py), so that the default is the fast layout rather than a guess.
+    autotune: bool = option(
+        True, "batched: choose streams x threads and the largest batch from this machine's "
+        "offline ceiling (measured once, cached); values given explicitly win.",
+        label=("autotune", "no-autotune"),
+    )  # fmt: skip
+    # Not an option: the names the user set (file or flags), so that a value equal to its
+    # default still counts as given and wins over autotune. Filled by server_options and
+    # override_options; not compared, so it never tells two equal settings apart.
+    given: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(ServerOptions)
         for each in fields(self):
-            check_value(each.name, getattr(self, each.name), hints[each.name], spec_of(each))
+            if _is_option(each):
+                check_value(each.name, getattr(self, each.name), hints[each.name], spec_of(each))
+        # From JSON (ServerConfig.from_json, run.json) it comes back as a list.
+        object.__setattr__(self, "given", tuple(sorted(set(self.given))))
         if self.quantize != "none" and self.backend != "onnx":
             raise ConfigError("--quantize int8 needs --backend onnx")
         if self.batch_spread != 0 and self.batch_spread < 1:
             raise ConfigError(
                 f"batch_spread must be 0 (arrival order) or >= 1, got {self.batch_spread}"
             )
+
+    def is_given(self, name: str) -> bool:
+        """Set by the user: named in a file or a flag, or (built in code) not the default."""
+        default = next(f.default for f in fields(self) if f.name == name)
+        return name in self.given or getattr(self, name) != default
 
     def resolved_workers(self, default: int) -> int:
         return self.workers or default
@@ -136,6 +163,10 @@ class ServerOptions:
         return self.threads or max(1, cpu_count() // (workers * (streams or self.streams or 1)))
 
 
+def _is_option(each: dataclasses.Field[Any]) -> bool:
+    return "spec" in each.metadata
+
+
 def spec_of(each: dataclasses.Field[Any]) -> Spec:
     spec = each.metadata.get("spec")
     return spec if isinstance(spec, Spec) else Spec(help="")
@@ -144,7 +175,7 @@ def spec_of(each: dataclasses.Field[Any]) -> Spec:
 def option_fields() -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
     """(field, resolved type, spec) of every server option, in declaration order."""
     hints = typing.get_type_hints(ServerOptions)
-    return [(f, hints[f.name], spec_of(f)) for f in fields(ServerOptions)]
+    return [(f, hints[f.name], spec_of(f)) for f in fields(ServerOptions) if _is_option(f)]
 
 
 def base_type(annotation: Any) -> type:
@@ -183,7 +214,7 @@ def _kind_name(kind: type) -> str:
     )
 
 
-OPTION_NAMES = frozenset(f.name for f in fields(ServerOptions))
+OPTION_NAMES = frozenset(f.name for f in fields(ServerOptions) if _is_option(f))
 
 
 def server_options(values: Mapping[str, Any], where: str) -> ServerOptions:
@@ -192,7 +223,7 @@ def server_options(values: Mapping[str, Any], where: str) -> ServerOptions:
     if unknown:
         raise ConfigError(f"{where}: unknown server option {sorted(unknown)[0]!r}")
     try:
-        return ServerOptions(**values)
+        return ServerOptions(**values, given=tuple(values))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -203,7 +234,7 @@ def override_options(options: ServerOptions, overrides: Mapping[str, Any]) -> Se
     unknown = set(given) - OPTION_NAMES
     if unknown:
         raise ConfigError(f"unknown server option {sorted(unknown)[0]!r}")
-    return dataclasses.replace(options, **given)
+    return dataclasses.replace(options, **given, given=(*options.given, *given))
 
 
 def default_label(name: str, options: ServerOptions) -> str:

@@ -146,7 +146,15 @@ def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress
     inside a cell's start-up, then the offline ceilings while nothing else runs, when asked."""
     if config.url is None:
         for run in config.variants:
-            get_variant(run.name).prepare(run.options)
+            variant = get_variant(run.name)
+            pending = variant.pending(run.options)
+            if pending:
+                progress.note(pending)
+            variant.prepare(run.options)
+            # What the variant chose for itself (autotune), per row: what its cells launch.
+            _, chosen = variant.tune(run.options)
+            if chosen is not None:
+                meta.setdefault("autotune", {})[run.display] = chosen
     measure_ceilings(config, meta, progress, key="ceiling")
 
 

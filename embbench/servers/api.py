@@ -366,6 +366,8 @@ class Api:
             "max_input_tokens": current.encoder.max_positions if current else None,
             "model": config.model_name or config.model_path,
             "strategy": config.strategy,
+            # How streams, threads and batch limits were chosen (autotune.py); None: not tuned.
+            "autotune": config.autotune,
             "ready": self.ready(),
             "stats": current.stats() if current else {},
             "admission": self.admission.stats(),

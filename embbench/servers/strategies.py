@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -240,7 +241,7 @@ class BatchedStrategy:
         return cls(
             encoder,
             config.options.max_batch_size,
-            config.options.max_batch_tokens,
+            min(config.options.max_batch_tokens, config.options.batch_tokens),  # batching.py
             config.options.batch_spread,
             streams=config.streams,
         )
@@ -277,6 +278,42 @@ STRATEGIES: dict[str, Callable[[ServerConfig, Encoder], Strategy]] = {
     "rwlock": RWLockStrategy.from_config,
     "batched": BatchedStrategy.from_config,
 }
+
+
+class _SwappingEncoder:
+    """An encoder whose batches come back rotated by one row: input k gets input k+1's vector,
+    the bug a batcher that loses track of its rows would have. For tests only."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self._encoder = encoder
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._encoder, name)
+
+    def embed(self, batch: Sequence[TokenIds], normalize: bool | None = None) -> Embeddings:
+        vectors = self._encoder.embed(batch, normalize)
+        return np.roll(vectors, 1, axis=0) if len(vectors) > 1 else vectors
+
+
+def _swapped(config: ServerConfig, encoder: Encoder) -> Strategy:
+    strategy = BatchedStrategy.from_config(config, encoder)
+    strategy.close()
+    streams = [_SwappingEncoder(e) for e in strategy.encoders()]
+    strategy.queue = BatchQueue(
+        [s.embed for s in streams],
+        max_batch_size=config.options.max_batch_size,
+        max_batch_tokens=config.options.max_batch_tokens,
+        spread=config.options.batch_spread,
+        pad_to=_pad_to(encoder),
+    )
+    return strategy
+
+
+# Strategies that exist to prove a check catches them (a wrong server): registered only when
+# the server's environment asks for them, so no run can pick one by mistake.
+TEST_STRATEGIES: dict[str, Callable[[ServerConfig, Encoder], Strategy]] = {"swapped": _swapped}
+if os.environ.get("EMBBENCH_TEST_STRATEGIES") == "1":
+    STRATEGIES.update(TEST_STRATEGIES)
 
 
 def build_strategy(config: ServerConfig, encoder: Encoder) -> Strategy:

@@ -10,6 +10,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embbench.config import ServerConfig, ServerOptions, cpu_count
 from embbench.errors import ConfigError
@@ -55,6 +56,15 @@ class Variant:
     def prepare(self, options: ServerOptions) -> None:
         """Work done once before the first cell rather than in a cell's start-up."""
 
+    def pending(self, options: ServerOptions) -> str | None:
+        """What prepare() will spend a while on, for the progress line (None: nothing slow)."""
+        return None
+
+    def tune(self, options: ServerOptions) -> tuple[ServerOptions, dict[str, Any] | None]:
+        """The options to launch with once the variant has chosen what was left to it, and the
+        record of that choice (None: this variant chooses nothing for itself)."""
+        return options, None
+
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         raise NotImplementedError
 
@@ -72,7 +82,13 @@ class OwnVariant(Variant):
         # variant runs one batch at a time unless told otherwise.
         return max(2, cpu_count()) if self.traits.lock == "rwlock" else 1
 
-    def server_config(self, options: ServerOptions, port: int, ready_dir: str) -> ServerConfig:
+    def server_config(
+        self,
+        options: ServerOptions,
+        port: int,
+        ready_dir: str,
+        autotune: dict[str, Any] | None = None,
+    ) -> ServerConfig:
         workers = self.processes(options)
         threads = options.resolved_threads(workers)
         model_path = resolve_model(options.model)
@@ -88,6 +104,7 @@ class OwnVariant(Variant):
             streams=self.streams(options),
             preload=self.traits.shared_memory,
             ready_dir=ready_dir,
+            autotune=autotune,
         )
 
     def check(self, options: ServerOptions) -> None:
@@ -111,7 +128,8 @@ class OwnVariant(Variant):
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         ready_dir = workdir / "ready"
         ready_dir.mkdir(parents=True, exist_ok=True)
-        config = self.server_config(options, port, str(ready_dir))
+        options, autotune = self.tune(options)
+        config = self.server_config(options, port, str(ready_dir), autotune)
         return LaunchSpec(
             argv=self.command(config),
             env=server_env(config),

@@ -28,6 +28,7 @@ import psutil
 from embbench.config import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.models import resolve_model
+from embbench.options import option_fields
 from embbench.process import LaunchSpec
 from embbench.variants.base import OwnVariant, Traits, server_env
 
@@ -42,7 +43,7 @@ def option_argv(options: ServerOptions) -> list[str]:
     """The flags that give `options` to the launcher (ray_launch; ray_app parses them): those
     that differ from the defaults, one flag per server option, named after it."""
     argv: list[str] = []
-    for each in dataclasses.fields(ServerOptions):
+    for each, _kind, _spec in option_fields():
         value, flag = getattr(options, each.name), each.name.replace("_", "-")
         if value == each.default:
             continue

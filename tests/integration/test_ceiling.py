@@ -21,6 +21,22 @@ def test_ceiling_measures_the_model_alone(model_path: Path) -> None:
     assert 0 < result["batch1_ms"] <= result["batch1_ms_p90"]
 
 
+def test_ceiling_reports_what_a_server_could_reach(model_path: Path) -> None:
+    # Beside the sorted ceiling: batches formed in arrival order, as the batched server forms
+    # them, at each token budget; the best is the "reachable" figure.
+    texts = build_payloads("mixed", count=64)
+    result = measure_ceiling(
+        str(model_path), threads=1, texts=texts, seconds=0.3, batch_sizes=(1,), budgets=(64, 256)
+    )
+    reachable = result["reachable"]
+    assert set(reachable["by_tokens"]) == {"64", "256"}
+    assert reachable["sentences_per_s"] == max(reachable["by_tokens"].values()) > 0
+    assert str(reachable["batch_tokens"]) in reachable["by_tokens"]
+    assert (reachable["threads"], reachable["streams"]) == (1, result["layouts"][0]["streams"])
+    assert reachable["window"] > 0 and reachable["max_batch_size"] > 0
+    assert reachable["cpu_ms_per_sentence"] > 0 and result["cpu_ms_per_sentence"] > 0
+
+
 def test_ceiling_subprocess_reports_json() -> None:
     result = measure_in_subprocess(None, "torch", "none", 1, "short", seconds=0.3)
     assert result["backend"] == "torch" and result["threads"] == 1 and result["payload"] == "short"

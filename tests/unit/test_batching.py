@@ -3,11 +3,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from embbench.config import ServerConfig
+from embbench.options import ServerOptions
 from embbench.servers.batching import BatchQueue, Entry, Request, split_batch, take_batch
+from embbench.servers.strategies import BatchedStrategy
 
 
 def queue_of(*lengths: int) -> list[Entry]:
@@ -304,3 +309,60 @@ def test_a_dead_worker_is_reported() -> None:
         assert not queue.alive()
     finally:
         queue.close()
+
+
+def fake_encoder(sizes: list[int], gate: threading.Event, entered: threading.Event) -> Any:
+    """Enough of an Encoder for BatchedStrategy: records each batch's rows, the first one held."""
+
+    def embed(batch: list[list[int]], normalize: bool | None = None) -> np.ndarray:
+        entered.set()
+        assert gate.wait(5)
+        sizes.append(len(batch))
+        return fake_embed(batch)
+
+    encoder = SimpleNamespace(
+        settings=SimpleNamespace(options=ServerOptions()), max_seq_length=256, embed=embed
+    )
+    encoder.replica = lambda: encoder
+    return encoder
+
+
+@pytest.mark.parametrize(
+    ("options", "rows"),
+    [
+        ({}, [1, 10, 10, 10, 10, 9]),  # 10 x 24 = 240 <= batch_tokens 256; 11 x 24 is over
+        ({"batch_tokens": 100_000}, [1, 32, 17]),  # max_batch_size binds instead
+        ({"batch_tokens": 100_000, "max_batch_tokens": 48}, [1, 2] + [2] * 24),  # the hard cap
+    ],
+)
+def test_batched_strategy_fills_a_batch_up_to_batch_tokens(
+    options: dict[str, int], rows: list[int]
+) -> None:
+    sizes: list[int] = []
+    gate, entered = threading.Event(), threading.Event()
+    config = ServerConfig(
+        variant="batched",
+        model_path="unused",
+        port=0,
+        workers=1,
+        threads=1,
+        options=ServerOptions(**options),  # type: ignore[arg-type]
+        strategy="batched",
+    )
+    strategy = BatchedStrategy.from_config(config, fake_encoder(sizes, gate, entered))
+    try:
+        first = strategy.queue.submit([[0] * 24])
+        assert entered.wait(5)  # the worker holds the first; the rest wait together
+        rest = [strategy.queue.submit([[0] * 24]) for _ in range(sum(rows) - 1)]
+        gate.set()
+        for future in [first, *rest]:
+            future.result(timeout=5)
+        assert sizes == rows
+    finally:
+        gate.set()
+        strategy.close()
+
+
+def test_the_default_batch_budget_is_below_the_hard_cap() -> None:
+    # The queue's limit is the lower of the two; a default budget above the cap would be moot.
+    assert ServerOptions().batch_tokens < ServerOptions().max_batch_tokens

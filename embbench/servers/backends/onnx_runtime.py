@@ -69,5 +69,10 @@ def session_options(ort: Any, threads: int) -> Any:
     # requests of 64 x 254 tokens, and stayed there (8.75 GB once with 64 x 490 tokens in one
     # pass); without it, 157 to 242 MB. It cost little here: 937 against 943 sentences/s at
     # batch 1, 507 against 525/s at batch 32 (int8, threads=2, medians of 6 x 1 s alternated).
+    # Large passes pay for it: without the arena a tensor of tens of MB gets fresh pages every
+    # pass (256-token rows at batch 32: 53 ms of CPU per row, 22 of them in page faults; 29 ms
+    # with the arena). The batched server stops a batch at `batch_tokens` (batching.py), below
+    # that size; there, on the mixed payload, the arena bought 3 % (252 against 244 sentences
+    # per CPU second, one thread), not worth a process that keeps its largest request's size.
     opts.enable_cpu_mem_arena = False
     return opts
