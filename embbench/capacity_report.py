@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.ceiling import best_rate
 from embbench.markdown import num as _num
 from embbench.markdown import table as _table
 from embbench.stats import records
@@ -29,7 +30,7 @@ def ceiling_cpu_ms(meta: Mapping[str, Any], backend: Any, quantize: Any) -> floa
     cores = float((meta.get("host") or {}).get("cores") or math.nan)
     for ceiling in meta.get("ceiling") or []:
         if (ceiling.get("backend"), ceiling.get("quantize", "none")) == (backend, quantize):
-            rate = float(ceiling.get("sentences_per_s") or math.nan)
+            rate, _ = best_rate(ceiling)
             return cores * 1000.0 / rate if rate > 0 else math.nan
     return math.nan
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from embbench.config import cpu_count
@@ -42,6 +43,26 @@ BATCH_SIZES = (1, 8, 32, 128)
 # that many queued) and the token budgets tried (the option batch_tokens' default among them).
 WINDOW = 100
 BATCH_TOKEN_BUDGETS = (128, 256, 512)
+
+
+def best_rate(ceiling: Mapping[str, Any]) -> tuple[float, str]:
+    """The rate a server is judged against, and which figure it is: "sorted" (the payload
+    sorted by length, fixed batch sizes) or "reachable" (arrival order, a token budget), the
+    higher. Runs from before "reachable" was measured have the sorted figure only."""
+    sorted_rate = _as_rate(ceiling.get("sentences_per_s"))
+    reachable = ceiling.get("reachable")
+    reach = _as_rate(reachable.get("sentences_per_s")) if isinstance(reachable, Mapping) else 0.0
+    if reach > sorted_rate:
+        return reach, "reachable"
+    return (sorted_rate, "sorted") if sorted_rate > 0 else (math.nan, "sorted")
+
+
+def _as_rate(value: Any) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return rate if rate > 0 else 0.0
 
 
 def layouts(cores: int) -> list[tuple[int, int]]:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import NullFormatter
 
+from embbench.ceiling import best_rate
 from embbench.metadata import describe_host
 from embbench.stats import records
 
@@ -94,13 +95,15 @@ def ceilings(meta: Mapping[str, Any], ceiling: pd.DataFrame | None) -> list[dict
     )
     out = []
     for item in items:
-        value = as_float(item.get("sentences_per_s"))
+        value, figure = best_rate(item)
         quantize = item.get("quantize")
         name = str(item.get("backend", "?"))
         if isinstance(quantize, str) and quantize not in ("", "none"):
             name += f" {quantize}"
         if item.get("streams") is not None:  # runs before thread layouts were measured lack it
             name += f", {item.get('threads')}t x {item.get('streams')}"
+        if figure == "reachable":
+            name += ", arrival order"
         if not math.isnan(value):
             out.append({"name": name, "value": float(value)})
     return out

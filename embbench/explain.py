@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.ceiling import best_rate
 from embbench.compare import winners
 from embbench.stats import error_kinds, is_false, is_true, prepare, records
 
@@ -251,7 +252,7 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     for ceiling in meta.get("ceiling") or []:
         backend, quantize = ceiling.get("backend"), ceiling.get("quantize", "none")
         rows = ok[(ok["backend"] == backend) & (ok["quantize"].fillna("none") == quantize)]
-        rate = float(ceiling.get("sentences_per_s") or math.nan)
+        rate, figure = best_rate(ceiling)
         if rows.empty or not rate > 0:
             continue
         after: Mapping[str, Any] = next(
@@ -264,11 +265,19 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
         )
         top = rows.loc[rows["rps"].idxmax()]
         layout = f"{ceiling.get('threads')} thread(s) x {ceiling.get('streams', 1)} stream(s)"
-        again = float(after.get("sentences_per_s") or math.nan)
+        if figure == "reachable":
+            reach = ceiling["reachable"]
+            layout = (
+                f"{reach.get('threads')} thread(s) x {reach.get('streams', 1)} stream(s), "
+                f"arrival order, up to {reach.get('batch_tokens')} tokens a batch"
+            )
+        again = best_rate(after)[0] if after else math.nan
         out.append(
             f"At c={top['concurrency']:g}, {top['label']} serves {top['rps']:.1f} rps, "
             f"{100 * top['rps'] / rate:.0f} % of the {backend} {quantize} offline ceiling "
-            f"({rate:.1f} sentences/s: {layout}, batch {ceiling.get('best_batch')}, no HTTP)"
+            f"({rate:.1f} sentences/s: {layout}"
+            + (f", batch {ceiling.get('best_batch')}" if figure == "sorted" else "")
+            + ", no HTTP)"
             + (
                 f"; measured again after the cells, {again:.1f} sentences/s "
                 f"({100 * top['rps'] / again:.0f} %)."
