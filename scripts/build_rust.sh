@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build the Rust seed server (rust/seed-server) in release mode and print the binary's path.
+# seed-bench (its model code timed without HTTP, for scripts/rust_explain.py) is built beside it.
 # The target directory is a cache outside the clone, shared by every clone of this machine:
 #   ${EMBBENCH_CACHE:-$HOME/.cache/embbench}/rust-target
 # Extra arguments go to cargo (e.g. --quiet).

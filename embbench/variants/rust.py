@@ -27,6 +27,11 @@ def binary_path() -> Path:
     return cache_dir() / "rust-target" / "release" / "seed-server"
 
 
+def bench_binary_path() -> Path:
+    """seed-bench, built beside the server: its model code timed without HTTP."""
+    return binary_path().with_name("seed-bench")
+
+
 class RustServer(Variant):
     """One of the article's configurations of the actix-web + candle server."""
 

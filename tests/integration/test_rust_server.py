@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +227,95 @@ def test_signal_stops_it_cleanly(
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
         assert time.monotonic() - started < 10
+
+
+def stats(url: str) -> dict[str, int]:
+    reply = httpx.get(url + "/stats")
+    assert reply.status_code == 200
+    return dict(reply.json())
+
+
+def test_stats_count_what_went_through_the_lock(server: str) -> None:
+    before = stats(server)
+    for text in SENTENCES[:3]:
+        assert httpx.post(server + "/predict", json={"text": text}).status_code == 200
+    assert httpx.post(server + "/embed", json={"inputs": SENTENCES[:4]}).status_code == 200
+    after = stats(server)
+    diff = {key: after[key] - before[key] for key in after}
+    assert (diff["requests"], diff["texts"]) == (4, 7)
+    assert diff["uptime_ns"] > 0 and after["holding"] == 0 and after["max_holding"] >= 1
+    # The lock is held for tokenising and the forward pass, inside the handler's time.
+    assert diff["lock_hold_ns"] >= diff["tokenize_ns"] + diff["forward_ns"] > 0
+    assert diff["handler_ns"] >= diff["lock_hold_ns"] + diff["lock_wait_ns"]
+    assert after["max_lock_wait_ns"] >= 0
+    assert httpx.post(server + "/stats").status_code == 405
+
+
+def test_a_shared_mutex_holds_one_request_at_a_time(
+    seed_binary: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    flags = ("--sharing", "shared", "--lock", "mutex", "--workers", "4", "--threads", "1")
+    with serve(seed_binary, model_dir, tmp_path, *flags) as (url, _):
+
+        def one(text: str) -> int:
+            with httpx.Client(timeout=60) as client:
+                return client.post(url + "/predict", json={"text": text}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(one, SENTENCES[:4] * 2)) == [200] * 8
+        after = stats(url)
+        assert after["requests"] == 8 and after["max_holding"] == 1 and after["holding"] == 0
+        assert httpx.get(url + "/info").json()["pool_threads"] == 1
+
+
+def test_seed_bench_runs_a_plan(seed_binary: Path, model_dir: Path, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    ids = [list(e.ids) for e in tokenizer.encode_batch(SENTENCES[:3])]
+    batches = [ids, ids[:1]]
+    plan = {
+        "forward": [
+            {"name": f"f-{padding}", "padding": padding, "batches": batches}
+            for padding in ("longest", "none", "max_length")
+        ],
+        "streams": [
+            {"name": "s", "padding": "longest", "batches": batches, "streams": 2, "seconds": 0.2}
+        ],
+        "matmul": [
+            {"name": "lin", "kind": "linear", "m": 8, "k": 384, "n": 1536},
+            {"name": "att", "kind": "bmm", "batch": 12, "m": 8, "k": 32, "n": 8},
+        ],
+        "ops": [
+            {"name": op, "op": op, "heads": 12, "m": 8, "n": 384}
+            for op in ("gelu_erf", "layer_norm", "scale_mask", "softmax", "softmax_last_dim")
+        ],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    bench = seed_binary.with_name("seed-bench")
+    done = subprocess.run(
+        [str(bench), "--model-dir", str(model_dir), "--threads", "2", "--plan",
+         str(tmp_path / "plan.json"), "--min-seconds", "0", "--min-runs", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["engine"], report["threads"], report["candle_threads"]) == ("candle", 2, 2)
+    assert report["mkl"] is False
+    assert [case["name"] for case in report["forward"]] == ["f-longest", "f-none", "f-max_length"]
+    for case in report["forward"]:
+        assert case["runs"] >= 2 and case["batches"] == 2 and case["median_ms"] > 0
+    (stream,) = report["streams"]
+    assert stream["streams"] == 2 and stream["done"] >= 1 and stream["batches_per_s"] > 0
+    assert [case["shape"] for case in report["matmul"]] == [[1, 8, 384, 1536], [12, 8, 32, 8]]
+    assert all(case["gflops"] > 0 for case in report["matmul"])
+    elements = [case["elements"] for case in report["ops"]]
+    assert elements == [8 * 384, 8 * 384, 12 * 8 * 8, 12 * 8 * 8, 12 * 8 * 8]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"forward": [dict(plan["forward"][0], padding="diagonal")]}))
+    refused = subprocess.run(
+        [str(bench), "--model-dir", str(model_dir), "--plan", str(bad)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "unknown padding" in refused.stderr

@@ -5,6 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::http::StatusCode;
@@ -14,7 +15,8 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
 
-use crate::model::{Bert, EmbedError};
+use crate::model::{Bert, EmbedError, Phases};
+use crate::stats::{LockStats, Timing};
 
 #[derive(serde::Serialize)]
 struct Predicted {
@@ -27,8 +29,13 @@ pub const MAX_CLIENT_BATCH: usize = 64;
 /// gets the 413 instead of a reset connection; past it the connection is simply closed.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// One model behind the lock the article measured.
-pub enum Guarded {
+/// One model behind the lock the article measured, and the counters of its lock.
+pub struct Guarded {
+    lock: ModelLock,
+    stats: Arc<LockStats>,
+}
+
+enum ModelLock {
     /// `tokio::sync::RwLock`, the article's main choice. Only the read side is ever taken, so
     /// concurrent requests never wait on each other here.
     RwLock(RwLock<Bert>),
@@ -41,37 +48,68 @@ pub enum Guarded {
 }
 
 impl Guarded {
-    pub fn new(bert: Bert, lock: LockKind) -> Guarded {
-        match lock {
-            LockKind::Rwlock => Guarded::RwLock(RwLock::new(bert)),
-            LockKind::Mutex => Guarded::Mutex(Mutex::new(bert)),
-        }
+    /// `stats` is the process's: per-worker models all count into the same one.
+    pub fn new(bert: Bert, lock: LockKind, stats: Arc<LockStats>) -> Guarded {
+        let lock = match lock {
+            LockKind::Rwlock => ModelLock::RwLock(RwLock::new(bert)),
+            LockKind::Mutex => ModelLock::Mutex(Mutex::new(bert)),
+        };
+        Guarded { lock, stats }
     }
 
     /// Take the lock, then embed, as the article's handler did (`model.bert.read().await`, then
     /// `predict`): the forward pass runs right in the async handler, on the actix worker's own
     /// thread, so that worker serves nothing else meanwhile. That IS what is being measured
     /// (workers = how many forward passes may run at once), so it is kept, not moved to
-    /// `web::block`.
+    /// `web::block`. The time waiting for the lock and holding it go to the counters.
     pub async fn embed(
         &self,
         texts: &[String],
         truncate: Option<bool>,
     ) -> Result<Vec<Vec<f32>>, ApiError> {
         let run = |bert: &Bert| {
-            catch_unwind(AssertUnwindSafe(|| bert.embed(texts, truncate))).unwrap_or_else(|_| {
-                Err(EmbedError::Other(anyhow::anyhow!(
-                    "the forward pass panicked"
-                )))
-            })
+            catch_unwind(AssertUnwindSafe(|| bert.embed_timed(texts, truncate))).unwrap_or_else(
+                |_| {
+                    Err(EmbedError::Other(anyhow::anyhow!(
+                        "the forward pass panicked"
+                    )))
+                },
+            )
         };
-        let result = match self {
-            Guarded::RwLock(lock) => run(&*lock.read().await),
+        let asked = Instant::now();
+        let (result, acquired, released) = match &self.lock {
+            ModelLock::RwLock(lock) => {
+                let bert = lock.read().await;
+                let acquired = self.hold();
+                let result = run(&bert);
+                // Counted as let go before it is: the next holder's count never overlaps.
+                let released = self.release();
+                drop(bert);
+                (result, acquired, released)
+            }
             // The model is never mutated, so a poisoned lock (a panic caught above cannot poison
             // it, but be safe) still holds a usable model.
-            Guarded::Mutex(lock) => run(&lock.lock().unwrap_or_else(PoisonError::into_inner)),
+            ModelLock::Mutex(lock) => {
+                let bert = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let acquired = self.hold();
+                let result = run(&bert);
+                // Counted as let go before it is: the next holder's count never overlaps.
+                let released = self.release();
+                drop(bert);
+                (result, acquired, released)
+            }
         };
-        result.map_err(|err| match err {
+        let phases = result.as_ref().map_or(Phases::default(), |(_, p)| *p);
+        self.stats.record(
+            texts.len(),
+            &Timing {
+                wait: acquired - asked,
+                hold: released - acquired,
+                tokenize: phases.tokenize,
+                forward: phases.forward,
+            },
+        );
+        result.map(|(vectors, _)| vectors).map_err(|err| match err {
             EmbedError::TooLong { tokens, limit } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "input_too_long",
@@ -83,6 +121,17 @@ impl Guarded {
                 format!("{err:#}"),
             ),
         })
+    }
+
+    fn hold(&self) -> Instant {
+        self.stats.acquired();
+        Instant::now()
+    }
+
+    fn release(&self) -> Instant {
+        let now = Instant::now();
+        self.stats.released();
+        now
     }
 }
 
@@ -107,6 +156,8 @@ pub struct ServerState {
     pub info: Value,
     /// Models loaded so far (1 when shared; one per worker that started, when per-worker).
     pub models_loaded: Arc<AtomicUsize>,
+    /// Lock and phase counters of every model of the process (GET /stats).
+    pub stats: Arc<LockStats>,
 }
 
 #[derive(Debug)]
@@ -225,6 +276,7 @@ pub async fn predict(
     model: web::Data<Guarded>,
     state: web::Data<ServerState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let body = read_json(&req, payload, state.max_body_bytes).await?;
     let text = match field(object(&body)?, "text")? {
         Value::String(text) => text.clone(),
@@ -234,7 +286,9 @@ pub async fn predict(
     check_not_empty(&texts)?;
     let embeddings = model.embed(&texts, None).await?;
     // Serialised as f32 (shortest form), not through serde_json::Value's f64.
-    Ok(HttpResponse::Ok().json(Predicted { embeddings }))
+    let reply = HttpResponse::Ok().json(Predicted { embeddings });
+    state.stats.record_handler(started.elapsed());
+    Ok(reply)
 }
 
 pub async fn embed(
@@ -243,6 +297,7 @@ pub async fn embed(
     model: web::Data<Guarded>,
     state: web::Data<ServerState>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let body = read_json(&req, payload, state.max_body_bytes).await?;
     let body = object(&body)?;
     let bad_inputs =
@@ -270,7 +325,9 @@ pub async fn embed(
     };
     check_not_empty(&texts)?;
     let embeddings = model.embed(&texts, truncate).await?;
-    Ok(HttpResponse::Ok().json(embeddings))
+    let reply = HttpResponse::Ok().json(embeddings);
+    state.stats.record_handler(started.elapsed());
+    Ok(reply)
 }
 
 /// 200 as soon as this worker serves: its model (and warm-up) was done before it did.
@@ -282,6 +339,11 @@ pub async fn info(state: web::Data<ServerState>) -> HttpResponse {
     let mut info = state.info.clone();
     info["models_loaded"] = json!(state.models_loaded.load(Ordering::SeqCst));
     HttpResponse::Ok().json(info)
+}
+
+/// Totals of the lock and phase counters since the server started (see `stats.rs`).
+pub async fn stats(state: web::Data<ServerState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.stats.snapshot())
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -9,9 +9,6 @@
 //!   per-worker + mutex                  --sharing per-worker --lock mutex
 //! (the article ran them all with --workers 10 and candle's default thread count).
 
-mod api;
-mod model;
-
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +24,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
-use api::{Guarded, LockKind, ServerState};
-use model::{Bert, ModelSettings, Padding};
+use seed_server::api::{self, Guarded, LockKind, ServerState};
+use seed_server::model::{self, Bert, ModelSettings, Padding};
+use seed_server::stats::LockStats;
+use seed_server::threads::configure_pools;
 
 const WARMUP_TEXT: &str =
     "Warming up the model so that the first measured request is not the slowest.";
@@ -71,11 +70,17 @@ struct Args {
     /// rayon global pool), shared by all workers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Threads of the rayon global pool only (default: --threads). An experiment, not a tuning
+    /// knob: it tells gemm's parallelism (--threads) from the pool that every worker's layer
+    /// norms hop to.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pool_threads: Option<u16>,
     #[arg(long, value_enum, default_value_t = LockKind::Rwlock)]
     lock: LockKind,
     #[arg(long, value_enum, default_value_t = Sharing::Shared)]
     sharing: Sharing,
-    /// How the inputs of one /embed request are padded (a single text is never padded).
+    /// How the inputs of one request are padded: `longest` never pads a single text (/predict);
+    /// `max_length` pads every input, a single one too, to --max-seq-length tokens.
     #[arg(long, value_enum, default_value_t = Padding::Longest)]
     padding: Padding,
     /// Refuse (413 input_too_long) inputs longer than the model's positions instead of
@@ -141,40 +146,6 @@ fn die_with_parent() {
     }
 }
 
-/// Make `--threads` the compute thread count of candle 0.11 on CPU. It has three knobs, all
-/// read lazily, so this must run before the first tensor op (and before any other thread):
-/// - matmuls: gemm with `Parallelism::Rayon(n)`, n = candle's `get_num_threads()`, which is
-///   `RAYON_NUM_THREADS` (default: the physical cores); n = 1 means no parallelism at all;
-/// - large elementwise ops (>= 64Ki elements, e.g. GELU on long inputs): candle's own barrier
-///   pool of `CANDLE_NUM_THREADS` (default `RAYON_NUM_THREADS`) - 1 workers plus the caller;
-///   they spin a while before parking, and concurrent callers take turns on its one lock.
-///   A `CANDLE_NUM_THREADS` already in the environment is left as it is (1 turns it off);
-/// - softmax / layer norm (candle-nn `par_chunks`) and gemm's tasks: the rayon global pool,
-///   built here with n threads.
-///
-/// The forward pass itself runs on the actix worker's thread (as in the article), so parallel
-/// sections are handed to this one process-wide pool, which all workers share. Measured on 2
-/// cores, ~200-token input, one worker: --threads 1 ~98% CPU, --threads 2 ~180% CPU. Even with
-/// --threads 1, softmax and layer norm hop from the worker's thread to the one pool thread (and
-/// back), which every worker shares.
-fn configure_threads(threads: usize) -> Result<()> {
-    // Edition 2021 and still single-threaded: set_var is sound here.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("compute-{i}"))
-        .build_global()
-        .context("building the rayon global pool")?;
-    let effective = candle_core::utils::get_num_threads();
-    if effective != threads {
-        bail!("candle reports {effective} threads, not {threads}");
-    }
-    Ok(())
-}
-
 /// Load one model and run it a few times, so that the first measured request is not the one
 /// that allocates and warms the caches.
 fn load_warm(settings: &ModelSettings, loaded: &AtomicUsize) -> Result<Bert> {
@@ -209,7 +180,8 @@ fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let threads = usize::from(args.threads);
     let workers = usize::from(args.workers);
-    configure_threads(threads)?;
+    let pool_threads = args.pool_threads.map_or(threads, usize::from);
+    configure_pools(threads, pool_threads)?;
 
     let model_dir = args
         .model_dir
@@ -241,10 +213,15 @@ fn run(args: Args) -> Result<()> {
     // this copy checks the folder and warms the compute pools, then is dropped: each worker
     // loads its own in the factory.
     let loaded = Arc::new(AtomicUsize::new(0));
+    let stats = Arc::new(LockStats::new());
     let first = load_warm(&settings, &loaded)?;
     let hidden_size = first.hidden_size;
     let shared = match args.sharing {
-        Sharing::Shared => Some(web::Data::new(Guarded::new(first, args.lock))),
+        Sharing::Shared => Some(web::Data::new(Guarded::new(
+            first,
+            args.lock,
+            stats.clone(),
+        ))),
         Sharing::PerWorker => {
             drop(first);
             loaded.store(0, Ordering::SeqCst);
@@ -260,11 +237,13 @@ fn run(args: Args) -> Result<()> {
     let state = web::Data::new(ServerState {
         max_body_bytes: args.max_body_bytes,
         models_loaded: loaded.clone(),
+        stats: stats.clone(),
         info: json!({
             "variant": variant,
             "pid": std::process::id(),
             "workers": workers,
             "threads": threads,
+            "pool_threads": pool_threads,
             "lock": args.lock.as_str(),
             "sharing": args.sharing.as_str(),
             "padding": padding.as_str(),
@@ -300,12 +279,13 @@ fn run(args: Args) -> Result<()> {
     let lock = args.lock;
     let log_requests = args.log_requests;
     let factory_loaded = loaded.clone();
+    let factory_stats = stats.clone();
     let factory = move || {
         let model = match &shared {
             Some(model) => model.clone(),
             // Runs on the worker's own thread, once per worker, before it serves.
             None => match load_warm(&settings, &factory_loaded) {
-                Ok(bert) => web::Data::new(Guarded::new(bert, lock)),
+                Ok(bert) => web::Data::new(Guarded::new(bert, lock, factory_stats.clone())),
                 Err(err) => {
                     eprintln!("seed-server: error: worker failed to load the model: {err:#}");
                     std::process::exit(1);
@@ -334,6 +314,11 @@ fn run(args: Args) -> Result<()> {
             .service(
                 web::resource("/info")
                     .route(web::get().to(api::info))
+                    .default_service(web::to(api::method_not_allowed)),
+            )
+            .service(
+                web::resource("/stats")
+                    .route(web::get().to(api::stats))
                     .default_service(web::to(api::method_not_allowed)),
             )
             .default_service(web::to(api::not_found))

@@ -4,6 +4,7 @@
 //! `SentenceTransformer(path).encode(texts, normalize_embeddings=True)`.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Error as E, Result};
 use candle_core::{Device, Tensor};
@@ -44,6 +45,14 @@ pub struct ModelSettings {
     pub truncation: bool,
     /// Tokens kept when truncating (special tokens included), as sentence-transformers'.
     pub max_seq_length: usize,
+}
+
+/// Where `Bert::embed_timed` spent its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    pub tokenize: Duration,
+    /// Forward passes and pooling.
+    pub forward: Duration,
 }
 
 /// Why a batch could not be embedded.
@@ -194,27 +203,54 @@ impl Bert {
         texts: &[String],
         truncate: Option<bool>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_timed(texts, truncate)
+            .map(|(vectors, _)| vectors)
+    }
+
+    /// `embed`, with the time it spent tokenising and in the forward passes (with pooling).
+    pub fn embed_timed(
+        &self,
+        texts: &[String],
+        truncate: Option<bool>,
+    ) -> Result<(Vec<Vec<f32>>, Phases), EmbedError> {
         let truncate = truncate.unwrap_or(self.settings.truncation);
+        let started = Instant::now();
         let batch = texts
             .iter()
             .map(|t| self.tokenize(t, truncate))
             .collect::<Result<Vec<_>, _>>()?;
-        if self.settings.padding == Padding::None {
+        let tokenized = Instant::now();
+        let vectors = self.embed_ids(&batch, self.settings.padding)?;
+        let phases = Phases {
+            tokenize: tokenized - started,
+            forward: tokenized.elapsed(),
+        };
+        Ok((vectors, phases))
+    }
+
+    /// Normalised embeddings of already tokenised inputs, laid out as `padding` says (not the
+    /// server's setting: the bench compares layouts on one loaded model).
+    pub fn embed_ids(
+        &self,
+        batch: &[Vec<u32>],
+        padding: Padding,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if padding == Padding::None {
             // No padding at all: one forward pass per input.
             let mut out = Vec::with_capacity(batch.len());
-            for ids in &batch {
-                out.extend(self.forward(std::slice::from_ref(ids))?);
+            for ids in batch {
+                out.extend(self.forward(std::slice::from_ref(ids), padding)?);
             }
             return Ok(out);
         }
-        self.forward(&batch)
+        self.forward(batch, padding)
     }
 
     /// One forward pass over a batch of token ids, padded to a common width, then pooling.
-    fn forward(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn forward(&self, batch: &[Vec<u32>], padding: Padding) -> Result<Vec<Vec<f32>>, EmbedError> {
         let rows = batch.len();
         let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-        let width = match self.settings.padding {
+        let width = match padding {
             Padding::MaxLength => longest
                 .max(self.settings.max_seq_length)
                 .min(self.max_positions),
