@@ -6,7 +6,6 @@ CLI needs one import); this module turns them into words that cite those numbers
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from embbench.markdown import num as _num
 from embbench.markdown import table as _table
 from embbench.markdown import with_ci as _with_ci
 from embbench.metadata import describe_host
+from embbench.options import option_fields
 from embbench.results import RunData
 from embbench.stats import aggregate, failed_cells, level_order, records
 
@@ -38,7 +38,8 @@ __all__ = [
     "winners",
 ]
 
-DEFAULT_OPTIONS = dataclasses.asdict(ServerOptions())
+# Options only: `given` (which names the user set) is bookkeeping, not a setting to show.
+DEFAULT_OPTIONS = {f.name: f.default for f, _, _ in option_fields()}
 
 
 def render_markdown(
@@ -153,7 +154,7 @@ def _settings(config: Mapping[str, Any]) -> list[str]:
     variants = [
         [_variant_label(v), str(v.get("name")),
          _setting({k: x for k, x in (v.get("options") or {}).items()
-                   if x != DEFAULT_OPTIONS.get(k, None)}) or "defaults"]
+                   if k in DEFAULT_OPTIONS and x != DEFAULT_OPTIONS[k]}) or "defaults"]
         for v in config.get("variants") or []
     ]  # fmt: skip
     return [*lines, "", *_table(["label", "variant", "options"], variants)] if variants else lines
