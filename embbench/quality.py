@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from embbench.cache import cache_root
 from embbench.load.protocols import parse_embeddings
+from embbench.stats import number_or_zero
 
 Vectors = npt.NDArray[np.float32]
 
@@ -308,7 +309,7 @@ def label_quality(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         by_label.setdefault(str(row.get("label") or row.get("variant")), []).append(row)
     out = []
     for label, cells in by_label.items():
-        checked = [c for c in cells if _number(c.get("checked")) > 0]
+        checked = [c for c in cells if number_or_zero(c.get("checked")) > 0]
         if not checked:
             continue
         out.append(
@@ -316,8 +317,8 @@ def label_quality(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "label": label,
                 "quantize": cells[0].get("quantize"),
                 "cells": len(checked),
-                "checked": int(sum(_number(c.get("checked")) for c in checked)),
-                "mismatched": int(sum(_number(c.get("mismatched")) for c in checked)),
+                "checked": int(sum(number_or_zero(c.get("checked")) for c in checked)),
+                "mismatched": int(sum(number_or_zero(c.get("mismatched")) for c in checked)),
                 "cosine_min": _low(c.get("cosine_min") for c in checked),
                 "cosine_p1": _low(c.get("cosine_p1") for c in checked),
                 "cosine_p50": _median(c.get("cosine_p50") for c in checked),
@@ -325,14 +326,6 @@ def label_quality(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return 0.0 if math.isnan(number) else number
 
 
 def _finite(values: Iterator[Any]) -> list[float]:

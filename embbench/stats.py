@@ -181,7 +181,7 @@ def error_kinds(row: Mapping[str, Any]) -> str:
     """`12 timeout, 3 connection` from the errors_* columns of a summary row."""
     parts = []
     for column, kind in ERROR_KINDS.items():
-        count = _number(row.get(column))
+        count = number_or_zero(row.get(column))
         if count > 0:
             parts.append(f"{count:.0f} {kind}")
     return ", ".join(parts)
@@ -202,8 +202,8 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def level_name(concurrency: Any, offered_rps: Any) -> str:
     """What a cell's load was: `c=10` (closed loop, 10 users) or `40 rps` (open loop)."""
-    rate = _number(offered_rps)
-    return f"{rate:g} rps" if rate > 0 else f"c={_number(concurrency):g}"
+    rate = number_or_zero(offered_rps)
+    return f"{rate:g} rps" if rate > 0 else f"c={number_or_zero(concurrency):g}"
 
 
 def level_order(level: str) -> tuple[int, float]:
@@ -219,7 +219,7 @@ def _cells(frame: pd.DataFrame) -> list[tuple[tuple[str, int, str], pd.DataFrame
     groups = []
     for key, group in frame.groupby(["label", "level"], sort=False):
         label, level = cast(tuple[str, str], key)
-        concurrency = int(_number(group["concurrency"].iloc[0]))
+        concurrency = int(number_or_zero(group["concurrency"].iloc[0]))
         groups.append(((str(label), concurrency, str(level)), group))
     return sorted(groups, key=lambda item: (order[item[0][0]], level_order(item[0][2])))
 
@@ -255,7 +255,8 @@ def _median(values: pd.Series[Any]) -> float:
     return float(present.median()) if len(present) else math.nan
 
 
-def _number(value: Any) -> float:
+# A count from a CSV cell: empty, text or NaN count as nothing.
+def number_or_zero(value: Any) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -228,6 +228,14 @@ def _final_flush(environment: Any, **_: Any) -> None:
     _writer_state["closed"] = True  # a late flush must not write to a closed file
 
 
+def _post(client: Any, index: int, context: dict[str, Any]) -> None:
+    # Bodies are encoded once, up front; FastHttpSession sends bytes as they are. The context
+    # names the input, for the correctness check of the kept answers (and, in the open loop,
+    # when the request was due).
+    path, body = REQUESTS[index]
+    client.post(path, data=body, headers=_HEADERS, name=path, context=context)
+
+
 class EmbeddingUser(FastHttpUser):
     # No think time: each user is one closed-loop client, so concurrency = users.
     wait_time = constant(0)
@@ -244,16 +252,7 @@ class EmbeddingUser(FastHttpUser):
     @task
     def embed(self) -> None:
         index = next(self._cycle)
-        path, body = REQUESTS[index]
-        # Bodies are encoded once, up front; FastHttpSession sends bytes as they are. The
-        # context names the input, for the correctness check of the kept answers.
-        self.client.post(
-            path,
-            data=body,  # type: ignore[arg-type]
-            headers=_HEADERS,
-            name=path,
-            context={"input": index},
-        )
+        _post(self.client, index, {"input": index})
 
 
 # -- open loop ---------------------------------------------------------------------------------
@@ -367,14 +366,7 @@ class OpenLoopUser(FastHttpUser):
             with self.connections:
                 self.inflight.get(arrival, [0.0, 0.0])[1] = time.time()
                 index = arrival % len(REQUESTS)
-                path, body = REQUESTS[index]
-                self.client.post(
-                    path,
-                    data=body,  # type: ignore[arg-type]
-                    headers=_HEADERS,
-                    name=path,
-                    context={"scheduled": due, "input": index},
-                )
+                _post(self.client, index, {"scheduled": due, "input": index})
         finally:
             self.inflight.pop(arrival, None)
 
