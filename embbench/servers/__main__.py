@@ -29,6 +29,9 @@ def main() -> None:
         # Timeouts, header and connection limits (protocol.py).
         http=GuardedHttpToolsProtocol,
         timeout_keep_alive=int(IDLE_TIMEOUT_S),
+        # No proxy in front of our servers: X-Forwarded-For is not ours to trust, and the
+        # middleware is one more layer on every request.
+        proxy_headers=False,
     )
 
 

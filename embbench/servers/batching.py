@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import logging
 import threading
@@ -42,13 +43,18 @@ from embbench.servers.encoder import Embeddings, TokenIds
 log = logging.getLogger("embbench.server")
 
 
+# A request's waiter: a concurrent future for a caller on a plain thread, or an asyncio future
+# of the event loop that awaits it (set from that loop: see `deliver`).
+Waiter = Future[Embeddings] | asyncio.Future[Embeddings]
+
+
 @dataclass(eq=False)
 class Request:
     """One client request: its rows come back into `vectors` as the batches that hold them end."""
 
     rows: int
     normalize: bool | None = None  # None: the model's own choice (see Encoder.embed)
-    future: Future[Embeddings] = field(default_factory=Future)
+    future: Waiter = field(default_factory=Future)
     vectors: Embeddings | None = None
     remaining: int = -1
 
@@ -149,16 +155,44 @@ class Embed(Protocol):
     ) -> Embeddings: ...
 
 
-def settle(future: Future[Embeddings], result: Embeddings | BaseException) -> None:
+Outcome = Embeddings | BaseException
+
+
+def settle(future: Waiter, result: Outcome) -> None:
     """Hand a result to a waiter that may have gone: a cancelled future refuses set_result, and
-    that refusal must not reach (and end) the worker thread."""
+    that refusal must not reach (and end) the worker thread. An asyncio future only on its
+    loop's thread."""
+    if future.done():
+        return
     try:
         if isinstance(result, BaseException):
             future.set_exception(result)
         else:
             future.set_result(result)
-    except InvalidStateError:
+    except (InvalidStateError, asyncio.InvalidStateError):  # cancelled since done() said no
         pass
+
+
+def _settle_all(outcomes: list[tuple[Waiter, Outcome]]) -> None:
+    for future, result in outcomes:
+        settle(future, result)
+
+
+def deliver(outcomes: Sequence[tuple[Request, Outcome]]) -> None:
+    """Settle the waiters of finished requests, from a batch worker. The asyncio ones of one
+    loop are settled by a single callback on that loop, so a batch of eight requests wakes the
+    event loop once, not eight times (asyncio.wrap_future schedules one callback per future)."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[Waiter, Outcome]]] = {}
+    for request, result in outcomes:
+        future = request.future
+        if isinstance(future, asyncio.Future):
+            on_loops.setdefault(future.get_loop(), []).append((future, result))
+        else:
+            settle(future, result)
+    for loop, pairs in on_loops.items():
+        # A closed loop raises RuntimeError: the server is stopping and its waiters are gone.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_all, pairs)
 
 
 # Why batches stop at `batch_tokens` (options.py, default 256), measured on onnxruntime int8
@@ -203,8 +237,12 @@ class BatchQueue:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, inputs: list[TokenIds], normalize: bool | None = None) -> Future[Embeddings]:
-        request = Request(len(inputs), normalize)
+    def submit(
+        self, inputs: list[TokenIds], normalize: bool | None = None, future: Waiter | None = None
+    ) -> Waiter:
+        """Queue a request's inputs; its vectors arrive in `future` (a new concurrent one by
+        default)."""
+        request = Request(len(inputs), normalize, Future() if future is None else future)
         with self._ready:
             if self._closed:
                 raise RuntimeError("batch queue is closed")
@@ -217,7 +255,9 @@ class BatchQueue:
     async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
         # Cancelling this coroutine (the client went away) cancels the future, so the entries
         # not yet taken are dropped instead of computed.
-        return await asyncio.wrap_future(self.submit(inputs, normalize))
+        future: asyncio.Future[Embeddings] = asyncio.get_running_loop().create_future()
+        self.submit(inputs, normalize, future)
+        return await future
 
     def alive(self) -> bool:
         """Every batch worker still running (or the queue was closed on purpose)."""
@@ -279,20 +319,18 @@ class BatchQueue:
         try:
             vectors = embed(flat) if normalize is None else embed(flat, normalize)
         except Exception as exc:  # hand the failure to every waiter; the worker lives on
-            for request in {entry.request for entry in batch}:
-                settle(request.future, exc)
+            deliver([(request, exc) for request in {entry.request: None for entry in batch}])
             return
-        finished = []
+        finished: list[tuple[Request, Outcome]] = []
         with self._ready:
             self.rows += len(flat)
             for entry, vector in zip(batch, vectors, strict=True):
                 request = entry.request
-                if request.vectors is None:
-                    request.vectors = np.empty((request.rows, len(vector)), dtype=np.float32)
-                request.vectors[entry.row] = vector
+                rows = request.vectors
+                if rows is None:
+                    rows = request.vectors = np.empty((request.rows, len(vector)), np.float32)
+                rows[entry.row] = vector
                 request.remaining -= 1
                 if request.remaining == 0:
-                    finished.append(request)
-        for request in finished:
-            assert request.vectors is not None
-            settle(request.future, request.vectors)
+                    finished.append((request, rows))
+        deliver(finished)

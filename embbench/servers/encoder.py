@@ -159,24 +159,36 @@ class Encoder:
         return self.tokenize_batch([text], truncate, side)[0]
 
     def tokenize_batch(
-        self, texts: Sequence[str], truncate: bool | None = None, side: Side = "right"
+        self,
+        texts: Sequence[str],
+        truncate: bool | None = None,
+        side: Side = "right",
+        *,
+        inline: bool = False,
     ) -> list[TokenIds]:
         """Token ids of each input, as `tokenize`. encode_batch lets go of the GIL while it
         works (encode does not: a 1 MiB input held the event loop for 0.6 s), so a thread pool
-        can tokenise while the event loop serves other clients.
+        can tokenise while the event loop serves other clients. `inline`: encode one input at a
+        time on the calling thread, for short inputs tokenised where they arrive (api.py).
 
         With truncation off, an input longer than max_seq_length is refused rather than run
         at its full length: a client must not raise the cost of a forward pass above what the
         server was configured for (TEI answers 413 the same way).
         """
         truncate = self.settings.options.truncation if truncate is None else truncate
-        if truncate:
+        if not truncate:
+            tokenizer = self._untruncated
+        else:
             tokenizer = self._truncating_left if side == "left" else self._truncating
-            return [list(e.ids) for e in tokenizer.encode_batch(list(texts))]
-        batch = [list(e.ids) for e in self._untruncated.encode_batch(list(texts))]
-        for ids in batch:
-            if len(ids) > self.max_seq_length:
-                raise InputTooLongError(len(ids), self.max_seq_length)
+        if inline:
+            encodings = [tokenizer.encode(text) for text in texts]
+        else:
+            encodings = tokenizer.encode_batch(list(texts))
+        batch = [list(e.ids) for e in encodings]
+        if not truncate:
+            for ids in batch:
+                if len(ids) > self.max_seq_length:
+                    raise InputTooLongError(len(ids), self.max_seq_length)
         return batch
 
     def encoding(self, text: str, add_special_tokens: bool = True) -> Encoding:

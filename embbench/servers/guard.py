@@ -7,8 +7,10 @@
 - A client that goes away: its request is cancelled, so its work is dropped (queue entries
   skipped, lock slices never started) instead of computed for nobody. uvicorn does not do it by
   itself: it only answers http.disconnect to the app's next receive(), which an app busy
-  waiting for the model never calls. So once the body is in, a watcher task waits on receive()
-  for the disconnect and cancels the request's task if no response has started.
+  waiting for the model never calls. So once the body is in, our HTTP protocol (protocol.py)
+  calls the guard back when the connection is lost, and the guard cancels the request's task
+  if no response has started. Under another server, a watcher task per request waits on
+  receive() for the disconnect instead (a task per request is CPU the hook saves).
 - A client that disconnects mid-body: the request ends here with one short log line, where
   FastAPI used to log two tracebacks (its exception handler, then uvicorn).
 """
@@ -39,14 +41,45 @@ def _error(error_type: str, message: str) -> bytes:
     return orjson.dumps({"error": message, "error_type": error_type})
 
 
+# The scope key through which our HTTP protocol (protocol.py) tells the guard that the client's
+# connection is lost: it calls the function the guard leaves under it. Under another server the
+# guard watches for http.disconnect itself, with a task per request.
+DISCONNECT_HOOK = "embbench.on_disconnect"
+HOOK_SUPPORTED = "embbench.disconnect_hook"
+
+
 class _Exchange:
     """What the guard knows of one request/response exchange."""
 
-    def __init__(self) -> None:
-        self.body_in = asyncio.Event()
-        self.disconnected = asyncio.Event()
+    __slots__ = ("_gone_event", "body_in", "cancelled_here", "gone", "response_started", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.body_in = False
+        self.gone = False
         self.response_started = False
         self.cancelled_here = False
+        self._gone_event: asyncio.Event | None = None
+
+    def client_gone(self) -> None:
+        """The client's connection is lost: once its body is in and no response has begun,
+        cancel the request (while the body is read, guarded_receive sees the disconnect)."""
+        if self.gone:
+            return
+        self.gone = True
+        if self._gone_event is not None:
+            self._gone_event.set()
+        if self.body_in and not self.response_started and not self.task.done():
+            self.cancel()
+
+    def cancel(self) -> None:
+        self.cancelled_here = True
+        self.task.cancel()
+
+    async def wait_gone(self) -> None:
+        if not self.gone:
+            self._gone_event = self._gone_event or asyncio.Event()
+            await self._gone_event.wait()
 
 
 class RequestGuard:
@@ -67,22 +100,32 @@ class RequestGuard:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        exchange = _Exchange()
+        exchange = _Exchange(task)
+        hooked = bool(scope.get(HOOK_SUPPORTED))
+        if hooked:
+            scope[DISCONNECT_HOOK] = exchange.client_gone
+        watcher: asyncio.Task[None] | None = None
 
         async def guarded_receive() -> Message:
-            if exchange.body_in.is_set():
+            nonlocal watcher
+            if exchange.body_in:
                 # After the body the only message left is http.disconnect, which the watcher
-                # reads; two readers of one receive() would each miss what the other took.
-                await exchange.disconnected.wait()
+                # (or the protocol's hook) reports; two readers of one receive() would each
+                # miss what the other took.
+                await exchange.wait_gone()
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.disconnect":
-                exchange.disconnected.set()
-                exchange.cancelled_here = True
-                task.cancel()
+                exchange.gone = True
+                exchange.cancel()
                 await asyncio.Event().wait()  # raises CancelledError here, at once
             if not message.get("more_body", False):
-                exchange.body_in.set()
+                exchange.body_in = True
+                if exchange.gone:  # the hook fired while the last chunk was on its way
+                    exchange.cancel()
+                    await asyncio.Event().wait()
+                if not hooked:
+                    watcher = asyncio.create_task(self._watch(receive, exchange))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -93,7 +136,6 @@ class RequestGuard:
                     message = {**message, "headers": [*message.get("headers", []), retry]}
             await send(message)
 
-        watcher = asyncio.create_task(self._watch(receive, exchange, task))
         try:
             await self.app(scope, guarded_receive, guarded_send)
         except asyncio.CancelledError:
@@ -104,22 +146,20 @@ class RequestGuard:
             self.admission.dropped += 1
             log.info("%s %s: the client went away; request dropped", scope["method"], scope["path"])
         except Exception as exc:
-            if not exchange.disconnected.is_set():
+            if not exchange.gone:
                 raise
             self.admission.dropped += 1
             log.info("%s %s: the client went away (%s)", scope["method"], scope["path"], exc)
         finally:
-            watcher.cancel()
+            scope.pop(DISCONNECT_HOOK, None)
+            if watcher is not None:
+                watcher.cancel()
 
     @staticmethod
-    async def _watch(receive: Receive, exchange: _Exchange, task: asyncio.Task[Any]) -> None:
-        await exchange.body_in.wait()
+    async def _watch(receive: Receive, exchange: _Exchange) -> None:
         message = await receive()  # uvicorn answers once the client is gone or the reply sent
         if message["type"] == "http.disconnect":
-            exchange.disconnected.set()
-            if not exchange.response_started and not task.done():
-                exchange.cancelled_here = True
-                task.cancel()
+            exchange.client_gone()
 
 
 async def _send_429(send: Send, message: str) -> None:

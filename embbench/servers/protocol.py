@@ -30,7 +30,7 @@ import functools
 import http
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from uvicorn.config import Config
@@ -39,6 +39,7 @@ from uvicorn.server import ServerState
 
 from embbench.config import ServerConfig
 from embbench.options import ServerOptions
+from embbench.servers.guard import DISCONNECT_HOOK, HOOK_SUPPORTED
 
 log = logging.getLogger("embbench.server")
 
@@ -66,6 +67,37 @@ def _raw_response(status: int, error_type: str, message: str) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+class _CoalescingTransport:
+    """A transport whose writes of one loop turn go out together: uvicorn writes a response's
+    head and its body separately, two send() calls and two TCP segments for a reply of a few
+    KB. The protocol flushes when a response is complete; a turn's callback flushes anything
+    else (a 100 Continue, an error page before close)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending = []
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -111,7 +143,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- uvicorn's hooks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._writes = _CoalescingTransport(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, self._writes))
         if len(self.connections) > max_connections():
             log.warning("connection refused: %d connections open", len(self.connections) - 1)
             self._refuse(503, "overloaded", "too many connections; retry later")
@@ -120,7 +153,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            hook = cast(dict[str, Any], cycle.scope).get(DISCONNECT_HOOK)
+            if hook is not None:
+                hook()  # guard.py: cancel the request, its client is gone
 
     def data_received(self, data: bytes) -> None:
         if self._reading_headers:
@@ -141,6 +179,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(HEADER_TIMEOUT_S, "headers")
 
     def on_headers_complete(self) -> None:
+        cast(dict[str, Any], self.scope)[HOOK_SUPPORTED] = True  # connection_lost calls back
         self._reading_headers = False
         self._header_bytes = 0
         self._arm(BODY_TIMEOUT_S, "body")
@@ -151,6 +190,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()  # the request is in; the app may take its time to answer
 
     def on_response_complete(self) -> None:
+        self._writes.flush()
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             self._reading_headers = True
