@@ -76,14 +76,14 @@ class Entry:
     ids: TokenIds
     tag: int = 0  # fair-queueing order (module docstring); ties go to the older entry
     seq: int = 0
+    longest: int = field(init=False)  # its length, read many times when batches are formed
+
+    def __post_init__(self) -> None:
+        self.longest = len(self.ids)
 
     @property
     def order(self) -> tuple[int, int]:
         return self.tag, self.seq
-
-    @property
-    def longest(self) -> int:
-        return len(self.ids)
 
 
 def take_batch(
@@ -229,6 +229,10 @@ class BatchQueue:
         self.rows = 0
         self.abandoned_rows = 0  # dropped unrun: their client had gone
         self.worker_errors = 0
+        # Set when a waiter may have gone (a cancelled request, a failed batch): the next batch
+        # first drops the queued entries of such requests. Without it every batch would walk
+        # the whole queue asking each entry's future.
+        self._maybe_abandoned = False
         embeds = [embed] if callable(embed) else list(embed)
         self._threads = [
             threading.Thread(target=self._work, args=(e,), name=f"batch-worker-{i}", daemon=True)
@@ -242,7 +246,10 @@ class BatchQueue:
     ) -> Waiter:
         """Queue a request's inputs; its vectors arrive in `future` (a new concurrent one by
         default)."""
-        request = Request(len(inputs), normalize, Future() if future is None else future)
+        if future is None:
+            future = Future()
+            future.add_done_callback(self._mark_if_cancelled)
+        request = Request(len(inputs), normalize, future)
         with self._ready:
             if self._closed:
                 raise RuntimeError("batch queue is closed")
@@ -257,7 +264,15 @@ class BatchQueue:
         # not yet taken are dropped instead of computed.
         future: asyncio.Future[Embeddings] = asyncio.get_running_loop().create_future()
         self.submit(inputs, normalize, future)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._maybe_abandoned = True
+            raise
+
+    def _mark_if_cancelled(self, future: Future[Embeddings]) -> None:
+        if future.cancelled():
+            self._maybe_abandoned = True
 
     def alive(self) -> bool:
         """Every batch worker still running (or the queue was closed on purpose)."""
@@ -273,25 +288,31 @@ class BatchQueue:
     def _next_batch(self) -> list[Entry] | None:
         """The next batch to run, or None once closed; under the condition's lock."""
         while True:
-            kept = [entry for entry in self._queue if not entry.request.abandoned]
-            self.abandoned_rows += len(self._queue) - len(kept)
-            self._queue = kept
-            if self._queue:
-                break
-            if self._closed:
-                return None
-            self._ready.wait()
-        batch = take_batch(
-            self._queue,
-            max_batch_size=self._max_batch_size,
-            max_batch_tokens=self._max_batch_tokens,
-            pad_to=self._pad_to,
-            spread=self._spread,
-        )
-        self.batches += 1
-        if self._queue:  # more than this batch took: another stream may start on it
-            self._ready.notify()
-        return batch
+            if self._maybe_abandoned:
+                self._maybe_abandoned = False
+                kept = [entry for entry in self._queue if not entry.request.abandoned]
+                self.abandoned_rows += len(self._queue) - len(kept)
+                self._queue = kept
+            if not self._queue:
+                if self._closed:
+                    return None
+                self._ready.wait()
+                continue
+            batch = take_batch(
+                self._queue,
+                max_batch_size=self._max_batch_size,
+                max_batch_tokens=self._max_batch_tokens,
+                pad_to=self._pad_to,
+                spread=self._spread,
+            )
+            if self._queue:  # more than this batch took: another stream may start on it
+                self._ready.notify()
+            # A waiter that went since the last sweep: its entries are dropped here.
+            live = [entry for entry in batch if not entry.request.abandoned]
+            self.abandoned_rows += len(batch) - len(live)
+            if live:
+                self.batches += 1
+                return live
 
     def _work(self, embed: Embed) -> None:
         while True:
@@ -319,6 +340,7 @@ class BatchQueue:
         try:
             vectors = embed(flat) if normalize is None else embed(flat, normalize)
         except Exception as exc:  # hand the failure to every waiter; the worker lives on
+            self._maybe_abandoned = True  # their other rows, still queued, are for nobody now
             deliver([(request, exc) for request in {entry.request: None for entry in batch}])
             return
         finished: list[tuple[Request, Outcome]] = []
