@@ -98,14 +98,6 @@ def check_read_length(read: int, limit: int) -> None:
         raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
 
 
-@contextlib.contextmanager
-def overloaded_is_429() -> Iterator[None]:
-    try:
-        yield
-    except admission.Overloaded as exc:  # guard.py adds Retry-After to every 429
-        raise ApiError(429, "overloaded", str(exc)) from exc
-
-
 def warm(encoder: Encoder) -> Encoder:
     """Run a few forward passes: the first calls allocate and pick kernels."""
     ids = encoder.tokenize(WARMUP_TEXT)
@@ -224,19 +216,19 @@ class Api:
                 raise ApiError(422, "validation", "input text is empty")
             if len(text) > limit:
                 raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
-        with overloaded_is_429():
-            admission.charge(inputs=len(texts))
         try:
+            admission.charge(inputs=len(texts))
             if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
                 ids = encoder.tokenize_batch(texts, truncate, side, inline=True)
             else:
                 ids = await asyncio.get_running_loop().run_in_executor(
                     self._tokenizers, encoder.tokenize_batch, texts, truncate, side
                 )
+            admission.charge(tokens=sum(len(each) for each in ids))
         except InputTooLongError as exc:
             raise ApiError(413, "input_too_long", str(exc)) from exc
-        with overloaded_is_429():
-            admission.charge(tokens=sum(len(each) for each in ids))
+        except admission.Overloaded as exc:  # guard.py adds Retry-After to every 429
+            raise ApiError(429, "overloaded", str(exc)) from exc
         return ids
 
     async def embed_ids(self, ids: list[TokenIds], normalize: bool | None = None) -> Embeddings:

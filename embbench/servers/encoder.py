@@ -244,4 +244,5 @@ class Encoder:
         self.backend.set_threads(threads)
 
     def encode(self, texts: Sequence[str], truncate: bool | None = None) -> Embeddings:
-        return self.embed([self.tokenize(text, truncate) for text in texts])
+        """Tokenise and embed on this thread, the cheapest way (the offline ceiling's)."""
+        return self.embed(self.tokenize_batch(texts, truncate, inline=True))
