@@ -129,3 +129,25 @@ def test_queue_serves_normalised_and_raw_requests_of_one_batch() -> None:
     assert np.allclose(raw, raw_again, atol=1e-6)
     assert not np.isclose(np.linalg.norm(raw), 1, atol=1e-2)
     assert np.allclose(raw / np.linalg.norm(raw), default, atol=1e-5)
+
+
+def test_inline_tokenising_gives_the_pools_ids() -> None:
+    """Short requests are tokenised on the event loop (encode_batch_fast, one input at a time),
+    long ones in the pool (encode_batch): the same ids either way, truncated on either side,
+    and the same refusal of an input too long with truncation off."""
+    from embbench.models import resolve_model
+    from embbench.servers.encoder import Encoder, EncoderSettings, InputTooLongError
+
+    encoder = Encoder(EncoderSettings(model_path=str(resolve_model(None))))
+    long_text = " ".join(["Tokenisers cut text into word pieces, one piece at a time."] * 40)
+    texts = ["A short sentence.", "Ünïcödé àccents and CJK 漢字 too.", long_text]
+    for side in ("right", "left"):
+        inline = encoder.tokenize_batch(texts, True, side, inline=True)
+        pooled = encoder.tokenize_batch(texts, True, side)
+        assert inline == pooled
+        assert len(inline[2]) == encoder.max_seq_length
+    assert encoder.tokenize_batch(texts[:2], False, inline=True) == encoder.tokenize_batch(
+        texts[:2], False
+    )
+    with pytest.raises(InputTooLongError):
+        encoder.tokenize_batch([long_text], False, inline=True)

@@ -366,3 +366,39 @@ def test_batched_strategy_fills_a_batch_up_to_batch_tokens(
 def test_the_default_batch_budget_is_below_the_hard_cap() -> None:
     # The queue's limit is the lower of the two; a default budget above the cap would be moot.
     assert ServerOptions().batch_tokens < ServerOptions().max_batch_tokens
+
+
+def test_a_batch_wakes_the_event_loop_once() -> None:
+    """The waiters of one batch are settled by one callback on their loop, not one each."""
+    gate = threading.Event()
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        gate.wait(5)
+        return fake_embed(batch)
+
+    queue = BatchQueue(embed, max_batch_size=8, max_batch_tokens=1000)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        calls = []
+        original = loop.call_soon_threadsafe
+
+        def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(callback)
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        first = asyncio.ensure_future(queue.embed([[0]]))
+        await asyncio.sleep(0.05)  # taken alone, held at the gate
+        rest = [asyncio.ensure_future(queue.embed([[0] * n])) for n in (2, 2, 3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        assert [r.ravel().tolist() for r in results] == [[1.0], [2.0], [2.0], [3.0]]
+        assert len(calls) == 2  # two batches: the first alone, then the three together
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        queue.close()
