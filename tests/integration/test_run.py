@@ -155,7 +155,15 @@ def test_ctrl_c_keeps_measured_cells_and_leaves_no_process(tmp_path: Path) -> No
         "--run-id",
         "interrupted",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Ctrl-C as at a terminal: a job started in the background by a non-interactive shell
+    # inherits SIGINT ignored (and Python then installs no KeyboardInterrupt handler), so a CI
+    # that runs the suite that way would otherwise never deliver this signal.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     summary = out / "interrupted" / "summary.csv"
     deadline = time.monotonic() + 240
     try:
