@@ -110,22 +110,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._deadline: asyncio.TimerHandle | None = None
+        self._phase: str | None = None  # what the connection waits for, if a limit applies
+        self._due = 0.0
         self._reading_headers = True  # no request under way, or its headers not all in
         self._header_bytes = 0
 
     # -- timers --------------------------------------------------------------------------
 
+    # One timer per connection, moved lazily: a request goes through three phases (headers,
+    # body, then idle), and cancelling one timer and scheduling the next at each step cost the
+    # event loop three timer handles per request. Arming only records the phase and its due
+    # time; the timer, when it fires early, sets itself again for the time now due.
+
     def _arm(self, seconds: float, phase: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+        self._phase = phase
+        self._due = self.loop.time() + seconds
+        if self._deadline is None or self._deadline.when() > self._due:
+            self._schedule()
 
     def _disarm(self) -> None:
+        self._phase = None  # a timer that fires finds nothing due
+
+    def _schedule(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = None
+        self._deadline = self.loop.call_at(self._due, self._expired)
 
-    def _expired(self, phase: str) -> None:
+    def _expired(self) -> None:
         self._deadline = None
+        phase = self._phase
+        if phase is None:
+            return
+        if self._due - self.loop.time() > 0.01:  # armed again since the timer was set
+            self._schedule()
+            return
+        self._phase = None
         if self.transport.is_closing():
             return
         if phase == "headers":
@@ -153,6 +172,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._deadline is not None:  # let this protocol go now, not when the timer fires
+            self._deadline.cancel()
+            self._deadline = None
         cycle = self.cycle
         super().connection_lost(exc)
         if cycle is not None and not cycle.response_complete:

@@ -324,6 +324,18 @@ def check_connection_limits(url: str) -> None:
                 sock.sendall(b"x-filler: " + b"a" * 65536)
         return _closed_within(sock, CUT_OFF_WITHIN_S)
 
+    def idle_after_a_reply() -> bytes:
+        # Kept alive after its request: the connection's one timer went through every phase.
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        return _closed_within(sock, CUT_OFF_WITHIN_S)
+
+    def slow_body() -> bytes:
+        sock = socket.create_connection(("127.0.0.1", port))
+        head = b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 4096\r\n\r\n"
+        sock.sendall(head)
+        return _closed_within(sock, CUT_OFF_WITHIN_S, trickle=b'{"text": "' + b"a" * 40)
+
     def run(name: str, check: Any) -> None:
         try:
             results[name] = check()
@@ -332,7 +344,13 @@ def check_connection_limits(url: str) -> None:
 
     threads = [
         threading.Thread(target=run, args=(name, check))
-        for name, check in (("idle", idle), ("slowloris", slowloris), ("huge", huge_headers))
+        for name, check in (
+            ("idle", idle),
+            ("slowloris", slowloris),
+            ("huge", huge_headers),
+            ("idle after a reply", idle_after_a_reply),
+            ("slow body", slow_body),
+        )
     ]
     for thread in threads:
         thread.start()
@@ -348,6 +366,10 @@ def check_connection_limits(url: str) -> None:
     huge = results["huge"]
     assert isinstance(huge, bytes)
     assert huge == b"" or huge.startswith(b"HTTP/1.1 431"), huge[:100]
+    after = results["idle after a reply"]
+    assert isinstance(after, bytes) and after.startswith(b"HTTP/1.1 200"), after[:100]
+    slow = results["slow body"]
+    assert isinstance(slow, bytes) and not slow.startswith(b"HTTP/1.1 200"), slow[:100]
     assert httpx.get(url + "/health", timeout=30).status_code == 200
 
 

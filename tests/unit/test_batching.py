@@ -99,6 +99,34 @@ def test_queue_returns_each_request_its_own_rows() -> None:
         queue.close()
 
 
+def test_one_input_requests_get_their_own_row() -> None:
+    gate = threading.Event()
+
+    def gated(batch: list[list[int]]) -> np.ndarray:
+        gate.wait(5)
+        return fake_embed(batch)
+
+    queue = BatchQueue(gated, max_batch_size=8, max_batch_tokens=1000)
+    try:
+        futures = [queue.submit([[0] * n]) for n in range(1, 7)]  # most share one batch
+        gate.set()
+        for n, future in enumerate(futures, start=1):
+            vectors = future.result(timeout=5)
+            assert vectors.shape == (1, 1) and vectors[0, 0] == n
+    finally:
+        queue.close()
+
+
+def test_a_model_that_returns_too_few_rows_fails_its_waiters() -> None:
+    queue = BatchQueue(lambda batch: fake_embed(batch)[:-1])
+    try:
+        with pytest.raises(RuntimeError, match="0 vectors came back for 1 inputs"):
+            queue.submit([[0, 0]]).result(timeout=5)
+        assert queue.alive()
+    finally:
+        queue.close()
+
+
 def test_queue_batches_what_waits() -> None:
     gate = threading.Event()
     entered = threading.Event()
