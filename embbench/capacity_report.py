@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.ceiling import best_rate
+from embbench.ceiling_report import ceiling_cpu_ms, host_cores
 from embbench.markdown import num as _num
 from embbench.markdown import table as _table
 from embbench.stats import records
@@ -25,13 +25,11 @@ DEFAULT_PRICE_PER_CORE_HOUR = 0.05
 MS_PER_HOUR = 3_600_000.0
 
 
-def ceiling_cpu_ms(meta: Mapping[str, Any], backend: Any, quantize: Any) -> float:
-    """CPU ms per embedding at the offline ceiling: its cores, fully busy, over its rate."""
-    cores = float((meta.get("host") or {}).get("cores") or math.nan)
+def _ceiling_cpu_ms(meta: Mapping[str, Any], backend: Any, quantize: Any) -> float:
+    """CPU ms per embedding at the offline ceiling measured before the cells."""
     for ceiling in meta.get("ceiling") or []:
         if (ceiling.get("backend"), ceiling.get("quantize", "none")) == (backend, quantize):
-            rate, _ = best_rate(ceiling)
-            return cores * 1000.0 / rate if rate > 0 else math.nan
+            return ceiling_cpu_ms(ceiling, host_cores(meta))
     return math.nan
 
 
@@ -45,7 +43,7 @@ def capacity_section(
     rows, knees = [], []
     for r in records(capacity):
         cpu_ms = float(r.get("cpu_ms_per_embedding") or math.nan)
-        ceiling = ceiling_cpu_ms(meta, *backends.get(r["label"], (None, None)))
+        ceiling = _ceiling_cpu_ms(meta, *backends.get(r["label"], (None, None)))
         cost = cpu_ms / MS_PER_HOUR * 1e6 * price_per_core_hour
         rows.append([
             str(r["label"]), str(r["status"]), _num(r.get("qps_at_slo"), 1),

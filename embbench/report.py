@@ -15,6 +15,7 @@ import pandas as pd
 
 from embbench import columns, quality
 from embbench.capacity_report import DEFAULT_PRICE_PER_CORE_HOUR, capacity_section
+from embbench.ceiling_report import cpu_section
 from embbench.compare import compare_runs, compare_to_baseline, winners
 from embbench.config import ServerOptions, default_label
 from embbench.errors import EmbbenchError
@@ -71,6 +72,9 @@ def render_markdown(
         lines += [f"### {title}", "", *_table(headers, (_result(r, shown) for r in rows))]
         lines += [""]
     lines += ["## Quality under load", "", *_quality_section(run.summary, agg), ""]
+    cpu = cpu_section(run.summary, meta)
+    if cpu:
+        lines += ["## CPU per embedding against the ceiling", "", *cpu, ""]
     capacity = run.capacity()
     if capacity is not None:
         lines += ["## Capacity", "", *capacity_section(capacity, agg, meta, price_per_core_hour)]
@@ -138,10 +142,18 @@ def _header(meta: Mapping[str, Any]) -> list[str]:
             if "streams" in c
             else ""
         )
-        for key, when in (("ceiling", ""), ("ceiling_after", " after the cells"))
-        for c in meta.get(key) or []
+        for when, c in _ceilings_in_order(meta)
     ]
     return lines
+
+
+def _ceilings_in_order(meta: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(when, ceiling): before the cells, after each repeat but the last, after the cells."""
+    return [
+        *(("", c) for c in meta.get("ceiling") or []),
+        *((f" after repeat {c.get('after_repeat')}", c) for c in meta.get("ceiling_between") or []),
+        *((" after the cells", c) for c in meta.get("ceiling_after") or []),
+    ]
 
 
 def _machine(meta: Mapping[str, Any]) -> str:

@@ -131,7 +131,11 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
         prepare_backends(config, session.meta, progress)
         session.save()
         progress.run_started(session.run_dir, cells)
-        for cell in cells:
+        for previous, cell in zip([None, *cells], cells, strict=False):
+            if previous is not None and previous.repeat != cell.repeat:
+                measure_ceilings(
+                    config, session.meta, progress, key="ceiling_between", repeat=previous.repeat
+                )
             session.run_cell(cell)
         measure_ceilings(config, session.meta, progress, key="ceiling_after")
     except KeyboardInterrupt:
@@ -159,21 +163,28 @@ def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress
 
 
 def measure_ceilings(
-    config: RunConfig, meta: dict[str, Any], progress: Progress, *, key: str
+    config: RunConfig,
+    meta: dict[str, Any],
+    progress: Progress,
+    *,
+    key: str,
+    repeat: int | None = None,
 ) -> None:
     """The offline ceiling of each backend of the run, under `key` in run.json.
 
-    Measured before the cells ("ceiling") and again after them ("ceiling_after"): a shared
-    machine's speed drifts over a run, and a ratio to a ceiling means little if the ceiling
-    itself moved under the cells.
+    Measured before the cells ("ceiling"), between one repeat and the next
+    ("ceiling_between", each marked with the repeat it follows) and after them all
+    ("ceiling_after"): a shared machine's speed drifts over a run (10 % within an hour here),
+    and a ratio to a ceiling means little if the ceiling moved under the cells. Each repeat is
+    judged against the ceilings measured just before and after it (ceiling_report.py).
     """
     if not config.ceiling:
         return
     for opts in _backends(config):
-        again = " again" if key == "ceiling_after" else ""
+        again = {"ceiling": "", "ceiling_after": " again"}.get(key, f" after repeat {repeat}")
         progress.note(f"measuring the offline ceiling of {describe_backend(opts)}{again}")
-        meta.setdefault(key, []).append(
-            measure_in_subprocess(
+        try:
+            measured = measure_in_subprocess(
                 opts.model,
                 opts.backend,
                 opts.quantize,
@@ -181,7 +192,14 @@ def measure_ceilings(
                 config.payload,
                 seconds=config.ceiling_seconds,
             )
-        )
+        except RuntimeError as exc:
+            if repeat is None:
+                raise
+            progress.note(str(exc))  # the repeats before and after keep their other ceilings
+            continue
+        if repeat is not None:
+            measured["after_repeat"] = repeat
+        meta.setdefault(key, []).append(measured)
 
 
 def describe_backend(opts: ServerOptions) -> str:

@@ -232,21 +232,33 @@ def test_a_load_worker_on_another_host_joins_the_run(tmp_path: Path) -> None:
     assert row["cosine_min"] >= 0.999
 
 
-def test_ceiling_is_measured_before_and_after_the_cells(tmp_path: Path) -> None:
+def test_ceiling_is_measured_before_between_and_after_the_repeats(tmp_path: Path) -> None:
     from embbench.report import render_markdown
     from embbench.results import load_run
 
     config = short_config(
-        tmp_path, "batched", concurrency=(1,), duration=2.0, ceiling=True, ceiling_seconds=0.2
+        tmp_path,
+        "batched",
+        concurrency=(1,),
+        duration=2.0,
+        repeats=2,
+        ceiling=True,
+        ceiling_seconds=0.2,
     )
     outcome = run_benchmark(config)
     assert outcome.failed == 0
     meta = json.loads((outcome.run_dir / "run.json").read_text())
-    for key in ("ceiling", "ceiling_after"):
+    assert [c["after_repeat"] for c in meta["ceiling_between"]] == [0]
+    for key in ("ceiling", "ceiling_between", "ceiling_after"):
         [ceiling] = meta[key]
         assert (ceiling["backend"], ceiling["quantize"]) == ("torch", "none")
         assert ceiling["sentences_per_s"] > 0 and ceiling["batch1_ms"] > 0
         assert {(m["threads"], m["streams"]) for m in ceiling["layouts"]}
     text = render_markdown(load_run(outcome.run_dir))
     assert "Offline ceiling after the cells (torch, none)" in text
+    assert "Offline ceiling after repeat 0 (torch, none)" in text
     assert "measured after the cells" in text  # the c=1 cell against both bare passes
+    # Each repeat against the ceilings around it: both repeats of the one label judged.
+    section = text.split("## CPU per embedding against the ceiling")[1].split("## ")[0]
+    [line] = [each for each in section.splitlines() if each.startswith("| batched |")]
+    assert line.endswith("| 2 |")
