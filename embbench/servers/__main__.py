@@ -32,6 +32,8 @@ def main() -> None:
         # No proxy in front of our servers: X-Forwarded-For is not ours to trust, and the
         # middleware is one more layer on every request.
         proxy_headers=False,
+        # "server: uvicorn" on every reply says nothing a client needs, and costs a header.
+        server_header=False,
     )
 
 

@@ -96,6 +96,9 @@ class _CoalescingTransport:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # asked several times per request: no __getattr__ detour
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
