@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.ceiling_report import ceiling_cpu_ms, host_cores
+from embbench.ceiling_report import ceiling_cpu_ms, host_cores, of_backend
 from embbench.markdown import num as _num
 from embbench.markdown import table as _table
 from embbench.stats import records
@@ -27,10 +27,8 @@ MS_PER_HOUR = 3_600_000.0
 
 def _ceiling_cpu_ms(meta: Mapping[str, Any], backend: Any, quantize: Any) -> float:
     """CPU ms per embedding at the offline ceiling measured before the cells."""
-    for ceiling in meta.get("ceiling") or []:
-        if (ceiling.get("backend"), ceiling.get("quantize", "none")) == (backend, quantize):
-            return ceiling_cpu_ms(ceiling, host_cores(meta))
-    return math.nan
+    first = of_backend(meta.get("ceiling"), backend, quantize)
+    return ceiling_cpu_ms(first[0], host_cores(meta)) if first else math.nan
 
 
 def capacity_section(

@@ -37,7 +37,8 @@ def host_cores(meta: Mapping[str, Any]) -> float:
     return float((meta.get("host") or {}).get("cores") or math.nan)
 
 
-def _of(entries: Any, backend: Any, quantize: Any) -> list[Mapping[str, Any]]:
+def of_backend(entries: Any, backend: Any, quantize: Any) -> list[Mapping[str, Any]]:
+    """The ceilings among `entries` (a run.json list) measured for this backend."""
     return [
         c
         for c in entries or []
@@ -52,11 +53,11 @@ def ceilings_around(
     """The ceilings of this backend measured just before and just after repeat `repeat`."""
     between = {
         int(c["after_repeat"]): c
-        for c in _of(meta.get("ceiling_between"), backend, quantize)
+        for c in of_backend(meta.get("ceiling_between"), backend, quantize)
         if isinstance(c.get("after_repeat"), int)
     }
-    first = next(iter(_of(meta.get("ceiling"), backend, quantize)), None)
-    last = next(iter(_of(meta.get("ceiling_after"), backend, quantize)), None)
+    first = next(iter(of_backend(meta.get("ceiling"), backend, quantize)), None)
+    last = next(iter(of_backend(meta.get("ceiling_after"), backend, quantize)), None)
     before = first if repeat == 0 else between.get(repeat - 1)
     # After the last repeat (or in a run from before ceilings were measured between repeats):
     # the one measured after the cells.

@@ -88,6 +88,16 @@ def fake_embed(batch: list[list[int]]) -> np.ndarray:
     return np.array([[float(len(ids))] for ids in batch], dtype=np.float32)
 
 
+def gated_embed(gate: threading.Event) -> Callable[[list[list[int]]], np.ndarray]:
+    """fake_embed, once `gate` is set: requests pile up behind the first batch meanwhile."""
+
+    def embed(batch: list[list[int]]) -> np.ndarray:
+        gate.wait(5)
+        return fake_embed(batch)
+
+    return embed
+
+
 def test_queue_returns_each_request_its_own_rows() -> None:
     queue = BatchQueue(fake_embed, max_batch_size=4, max_batch_tokens=1000)
     try:
@@ -101,10 +111,7 @@ def test_queue_returns_each_request_its_own_rows() -> None:
 
 def test_one_input_requests_get_their_own_row() -> None:
     gate = threading.Event()
-
-    def gated(batch: list[list[int]]) -> np.ndarray:
-        gate.wait(5)
-        return fake_embed(batch)
+    gated = gated_embed(gate)
 
     queue = BatchQueue(gated, max_batch_size=8, max_batch_tokens=1000)
     try:
@@ -295,10 +302,7 @@ def test_cancelled_waiters_are_skipped_and_the_worker_lives_on() -> None:
 
 def test_asyncio_cancellation_reaches_the_queue() -> None:
     gate = threading.Event()
-
-    def embed(batch: list[list[int]]) -> np.ndarray:
-        gate.wait(5)
-        return fake_embed(batch)
+    embed = gated_embed(gate)
 
     queue = BatchQueue(embed, max_batch_size=1, max_batch_tokens=1000)
 
@@ -399,10 +403,7 @@ def test_the_default_batch_budget_is_below_the_hard_cap() -> None:
 def test_a_batch_wakes_the_event_loop_once() -> None:
     """The waiters of one batch are settled by one callback on their loop, not one each."""
     gate = threading.Event()
-
-    def embed(batch: list[list[int]]) -> np.ndarray:
-        gate.wait(5)
-        return fake_embed(batch)
+    embed = gated_embed(gate)
 
     queue = BatchQueue(embed, max_batch_size=8, max_batch_tokens=1000)
 
