@@ -1,3 +1,3 @@
-from embbench.cli import main
+from embbench.cli.app import main
 
 main()

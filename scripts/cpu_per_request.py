@@ -6,7 +6,7 @@ A measuring aid for the server's own per-request work (README, "Mixed traffic, a
 chosen by itself"), not a load generator for benchmarks: `embbench run` drives servers with
 Locust. This client is one asyncio process writing raw HTTP/1.1, so it takes less of a 2-core
 machine than Locust does, and its windows are short enough to alternate two servers, or a
-server and `python -m embbench.ceiling`, on a machine whose speed drifts. It posts short
+server and `python -m embbench.servers.ceiling`, on a machine whose speed drifts. It posts short
 sentences of the corpus to /predict, warms up, then prints for one window: rps, the server's
 CPU ms per request (user + system), the main thread's and each other busy thread's share.
 """
@@ -21,7 +21,7 @@ import time
 
 import psutil
 
-from embbench.payloads import load_corpus
+from embbench.config.payloads import load_corpus
 
 
 def _bodies() -> list[bytes]:

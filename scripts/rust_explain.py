@@ -39,9 +39,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embbench.models import resolve_model  # noqa: E402
-from embbench.payloads import build_payloads  # noqa: E402
-from embbench.process import LaunchSpec, free_port, running_server  # noqa: E402
+from embbench.config.model import resolve_model  # noqa: E402
+from embbench.config.payloads import build_payloads  # noqa: E402
+from embbench.machine.process import LaunchSpec, free_port, running_server  # noqa: E402
 from embbench.variants.rust import bench_binary_path, binary_path  # noqa: E402
 
 MAX_SEQ_LENGTH = 256  # sentence-transformers' value for all-MiniLM-L6-v2, and both servers'

@@ -41,7 +41,7 @@ def torch_worker(args: argparse.Namespace) -> None:
 
     import torch
 
-    from embbench.options import ServerOptions
+    from embbench.config.options import ServerOptions
     from embbench.servers.encoder import Encoder, EncoderSettings
 
     plan = json.loads(Path(args.plan).read_text())

@@ -1,6 +1,6 @@
 """Locust users for embbench; runs only inside the Locust subprocess (`locust -f` this file).
 
-Settings come from the environment (set by embbench.load.runner):
+Settings come from the environment (set by embbench.load.locust):
   EMBBENCH_PAYLOADS   JSON file: list of input texts
   EMBBENCH_PROTOCOL   predict | tei | openai
   EMBBENCH_MODEL      model name sent with OpenAI-style requests
@@ -22,7 +22,7 @@ arrivals refused by the in-flight cap are logged with status 0 and error "droppe
 distributed mode (--processes, or workers on other machines) each worker sends its rows to the
 master as a custom message once a second, and the master alone writes the log.
 
-For the correctness check (embbench.quality) each process also keeps a sample of its 200 answers:
+For the correctness check (run/quality.py) each process also keeps a sample of its 200 answers:
 the raw body and the index of the input it answered, appended to `responses-<pid>.bin` (workers:
 sent to the master like the rows). The sample is every k-th answer, k set each second from the
 previous second's count so that about `--embbench-check-rate` are kept per second: all of them
@@ -39,7 +39,6 @@ import itertools
 import json
 import logging
 import os
-import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from gevent.pool import Group
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from embbench.load.answers import encode_record
 from embbench.load.protocols import request_for
 from embbench.load.schedule import ARRIVALS, START_LEAD_S, build_schedule, per_process, slice_for
 
@@ -60,8 +60,6 @@ REQUESTS = [request_for(PROTOCOL, text, _model) for text in _texts]
 # An input index means something only against the same payload list: a remote worker started
 # with another --payload or --seed would have its answers judged against the wrong inputs.
 _PAYLOAD_DIGEST = hashlib.sha256(json.dumps(_texts).encode()).hexdigest()
-# As embbench.quality.RECORD (the locustfile imports nothing heavy): index, start, ms, length.
-_RECORD = struct.Struct("<IddI")
 _HEADERS = {"Content-Type": "application/json"}
 _rows: list[tuple[float, float, int, str, int, float]] = []
 _writer_state: dict[str, Any] = {}
@@ -172,9 +170,7 @@ def _flush_kept() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / f"responses-{os.getpid()}.bin", "wb")  # noqa: SIM115
         _writer_state["kept_handle"] = handle
-    handle.write(
-        b"".join(_RECORD.pack(i, start, ms, len(body)) + body for i, start, ms, body in kept)
-    )
+    handle.write(b"".join(encode_record(i, start, ms, body) for i, start, ms, body in kept))
     handle.flush()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
 
 RETRY_AFTER_S = 1
 QUEUED_BATCHES_OF_ROWS = 64

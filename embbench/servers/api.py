@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from embbench import __version__
-from embbench.config import ServerConfig
-from embbench.options import cpu_count
+from embbench.config.run import ServerConfig
+from embbench.machine.host import cpu_count
 from embbench.servers import admission
 from embbench.servers.encoder import (
     Embeddings,

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import numpy.typing as npt
 
-from embbench.config import ServerConfig
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.run import ServerConfig
 from embbench.servers.backends import Backend, Embeddings, load_backend
 
 if TYPE_CHECKING:

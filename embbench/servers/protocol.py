@@ -37,8 +37,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from embbench.config import ServerConfig
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.run import ServerConfig
 from embbench.servers.guard import DISCONNECT_HOOK, HOOK_SUPPORTED
 
 log = logging.getLogger("embbench.server")

@@ -23,9 +23,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from embbench import __version__
+from embbench.config.model import BUNDLED_MODEL
+from embbench.config.options import ServerOptions, base_type, option_fields, server_options
 from embbench.errors import ConfigError
-from embbench.models import BUNDLED_MODEL
-from embbench.options import ServerOptions, base_type, option_fields, server_options
 from embbench.servers.api import (
     MAX_CLIENT_BATCH,
     ApiError,
@@ -156,7 +156,7 @@ class Embedder:
     def __init__(self, settings: RayServeSettings) -> None:
         from ray import serve
 
-        from embbench.models import resolve_model
+        from embbench.config.model import resolve_model
         from embbench.servers.encoder import Encoder, EncoderSettings
 
         self.settings = settings

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from embbench.options import cpu_count
+from embbench.machine.host import cpu_count
 from embbench.servers.ray_app import (
     APP_NAME,
     QUIET_LOGS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embbench.errors import UnknownVariantError
-from embbench.process import LaunchSpec
+from embbench.machine.process import LaunchSpec
 from embbench.variants.base import OwnVariant, Traits, Variant
 from embbench.variants.batched import Batched
 from embbench.variants.infinity import Infinity

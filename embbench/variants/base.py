@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embbench.config import ServerConfig, ServerOptions, cpu_count
+from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.run import ServerConfig, ServerOptions
 from embbench.errors import ConfigError
-from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.process import LaunchSpec
+from embbench.machine.host import cpu_count
+from embbench.machine.process import LaunchSpec
 
 
 @dataclass(frozen=True)

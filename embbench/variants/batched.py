@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from embbench import autotune
-from embbench.config import ServerOptions
+from embbench.config.run import ServerOptions
+from embbench.variants import autotune
 from embbench.variants.base import OwnVariant, Traits
 
 

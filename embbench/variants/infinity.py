@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from embbench.config import ServerOptions
+from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
-from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.process import LaunchSpec
+from embbench.machine.process import LaunchSpec
 from embbench.variants.base import Traits, Variant
 
 # Must match the pin in scripts/install_infinity.sh (a unit test checks that it does).

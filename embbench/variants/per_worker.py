@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 
-from embbench.config import ServerConfig
+from embbench.config.run import ServerConfig
 from embbench.variants.base import OwnVariant, Traits
 
 

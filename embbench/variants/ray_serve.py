@@ -25,11 +25,11 @@ from pathlib import Path
 
 import psutil
 
-from embbench.config import ServerOptions
+from embbench.config.model import resolve_model
+from embbench.config.options import option_fields
+from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
-from embbench.models import resolve_model
-from embbench.options import option_fields
-from embbench.process import LaunchSpec
+from embbench.machine.process import LaunchSpec
 from embbench.variants.base import OwnVariant, Traits, server_env
 
 # Must match the pin in scripts/install_ray.sh (a unit test checks that it does).

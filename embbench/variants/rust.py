@@ -12,10 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from embbench.config import ServerOptions, cpu_count
+from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.run import ServerOptions
 from embbench.errors import PeerUnavailableError
-from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.process import LaunchSpec
+from embbench.machine.host import cpu_count
+from embbench.machine.process import LaunchSpec
 from embbench.variants.base import Traits, Variant
 
 

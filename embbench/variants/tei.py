@@ -18,11 +18,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from embbench.children import pid_alive
-from embbench.config import ServerOptions
+from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.run import ServerOptions
 from embbench.errors import PeerUnavailableError
-from embbench.models import BUNDLED_MODEL, resolve_model
-from embbench.process import LaunchSpec
+from embbench.machine.children import pid_alive
+from embbench.machine.process import LaunchSpec
 from embbench.variants.base import Traits, Variant
 
 # The CPU image, pinned to a release (x86-64). Tags are listed at

@@ -9,9 +9,9 @@ import numpy as np
 import psutil
 import pytest
 
-from embbench.config import ServerOptions
-from embbench.models import resolve_model
-from embbench.process import ServerProcess, free_port, running_server
+from embbench.config.model import resolve_model
+from embbench.config.run import ServerOptions
+from embbench.machine.process import ServerProcess, free_port, running_server
 from embbench.variants import get_variant
 
 pytestmark = pytest.mark.integration

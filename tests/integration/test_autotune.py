@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from embbench import autotune
-from embbench.config import RunConfig, ServerOptions, VariantRun
-from embbench.progress import QuietProgress
-from embbench.runner import run_benchmark
+from embbench.config.run import RunConfig, ServerOptions, VariantRun
+from embbench.run.progress import QuietProgress
+from embbench.run.session import run_benchmark
+from embbench.variants import autotune
 from tests.integration.conftest import serve_variant
 from tests.unit.test_autotune import CEILING
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench.capacity_run import Target, run_capacity
-from embbench.config import RunConfig, VariantRun
-from embbench.runner import run_benchmark
+from embbench.config.run import RunConfig, VariantRun
+from embbench.run.capacity import Target, run_capacity
+from embbench.run.session import run_benchmark
 from tests.integration.conftest import serve_variant
 
 pytestmark = pytest.mark.integration

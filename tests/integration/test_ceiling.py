@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench.ceiling import layouts, measure_ceiling, measure_in_subprocess
-from embbench.config import cpu_count
-from embbench.payloads import build_payloads
+from embbench.config.payloads import build_payloads
+from embbench.machine.host import cpu_count
+from embbench.servers.ceiling import layouts, measure_ceiling, measure_in_subprocess
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from embbench.config import ServerOptions
-from embbench.process import free_port, running_server
+from embbench.config.run import ServerOptions
+from embbench.machine.process import free_port, running_server
 from embbench.servers.protocol import CONNECTIONS_PER_REQUEST, MIN_CONNECTIONS
 from embbench.variants import get_variant
 from tests.integration.conftest import tree_of

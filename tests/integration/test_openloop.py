@@ -19,11 +19,11 @@ import numpy as np
 import psutil
 import pytest
 
-from embbench import measure
-from embbench.load.runner import LoadProcess, LoadSpec, RequestLog, open_timing, read_requests
+from embbench.config.payloads import build_payloads
+from embbench.load import measure
+from embbench.load.locust import LoadProcess, LoadSpec, RequestLog, open_timing, read_requests
 from embbench.load.schedule import build_schedule
-from embbench.payloads import build_payloads
-from embbench.process import ServerProcess
+from embbench.machine.process import ServerProcess
 from tests.integration.conftest import serve_variant
 
 pytestmark = pytest.mark.integration

@@ -63,7 +63,7 @@ def test_killed_run_leaves_no_process(tmp_path: Path, how: signal.Signals) -> No
     if how == signal.SIGKILL:
         assert meta["status"] == "running"  # nothing ran to say otherwise...
         # ...until the next start marks it.
-        from embbench.results import mark_abandoned_runs
+        from embbench.results.folder import mark_abandoned_runs
 
         assert mark_abandoned_runs(tmp_path)
         meta = json.loads(next(tmp_path.glob("*/run.json")).read_text())

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench import results
-from embbench.config import RunConfig, VariantRun
-from embbench.runner import run_benchmark
+from embbench.config.run import RunConfig, VariantRun
+from embbench.results import folder as results
+from embbench.run.session import run_benchmark
 from embbench.variants.infinity import INFINITY_VERSION, infinity_installed
 
 pytestmark = [pytest.mark.integration, pytest.mark.peers]

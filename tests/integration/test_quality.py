@@ -17,10 +17,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embbench import quality, results
-from embbench.config import RunConfig, ServerOptions
-from embbench.process import LaunchSpec, free_port, running_server
-from embbench.runner import run_benchmark
+from embbench.config.run import RunConfig, ServerOptions
+from embbench.load import answers
+from embbench.machine.process import LaunchSpec, free_port, running_server
+from embbench.results import folder as results
+from embbench.run import quality
+from embbench.run.session import run_benchmark
 from embbench.variants import OwnVariant, get_variant
 from embbench.variants.base import server_env
 
@@ -82,7 +84,7 @@ def test_a_correct_server_passes_and_records_its_cosines(tmp_path: Path) -> None
     summary = pd.read_csv(row["run_dir"] / "summary.csv")
     assert int(summary.loc[0, "checked"]) == row["checked"]
     # The kept bodies are the orchestrator's to read; only the checks file stays.
-    assert not list((row["run_dir"] / "logs").glob(f"*.raw/{quality.RESPONSES_GLOB}"))
+    assert not list((row["run_dir"] / "logs").glob(f"*.raw/{answers.RESPONSES_GLOB}"))
 
 
 def test_answers_of_every_locust_process_reach_the_check(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 import psutil
 import pytest
 
-from embbench.config import ServerOptions
-from embbench.process import ServerProcess, free_port
-from embbench.sampler import TreeMeter
+from embbench.config.run import ServerOptions
+from embbench.machine.process import ServerProcess, free_port
+from embbench.machine.sampler import TreeMeter
 from embbench.variants import get_variant
 from embbench.variants.ray_serve import ray_version, tagged_processes
 from tests.integration.conftest import st_encode, tree_of

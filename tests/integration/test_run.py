@@ -15,12 +15,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from embbench import results
-from embbench.config import RunConfig, VariantRun
-from embbench.plan import Cell
-from embbench.process import free_port
-from embbench.progress import QuietProgress
-from embbench.runner import run_benchmark
+from embbench.config.run import RunConfig, VariantRun
+from embbench.machine.process import free_port
+from embbench.results import folder as results
+from embbench.run.plan import Cell
+from embbench.run.progress import QuietProgress
+from embbench.run.session import run_benchmark
 from tests.integration.conftest import serve_variant
 
 pytestmark = pytest.mark.integration
@@ -233,8 +233,8 @@ def test_a_load_worker_on_another_host_joins_the_run(tmp_path: Path) -> None:
 
 
 def test_ceiling_is_measured_before_between_and_after_the_repeats(tmp_path: Path) -> None:
-    from embbench.report import render_markdown
-    from embbench.results import load_run
+    from embbench.report.document import render_markdown
+    from embbench.results.folder import load_run
 
     config = short_config(
         tmp_path,

@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 
-from embbench.payloads import PROBE_SENTENCES
+from embbench.config.payloads import PROBE_SENTENCES
 from tests.integration.conftest import serve_variant, st_encode, tree_of
 
 pytestmark = pytest.mark.integration

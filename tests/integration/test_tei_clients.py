@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from embbench import __version__
-from embbench.payloads import PROBE_SENTENCES
+from embbench.config.payloads import PROBE_SENTENCES
 from tests.integration.conftest import serve_variant, st_encode
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.servers import admission
 from embbench.servers.admission import Admission, Limits, Overloaded
 

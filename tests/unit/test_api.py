@@ -112,7 +112,7 @@ def test_prompts(tmp_path: Path) -> None:
 
 
 def test_queue_serves_normalised_and_raw_requests_of_one_batch() -> None:
-    from embbench.models import resolve_model
+    from embbench.config.model import resolve_model
     from embbench.servers.encoder import Encoder, EncoderSettings
 
     encoder = Encoder(EncoderSettings(model_path=str(resolve_model(None))))
@@ -135,7 +135,7 @@ def test_inline_tokenising_gives_the_pools_ids() -> None:
     """Short requests are tokenised on the event loop (encode_batch_fast, one input at a time),
     long ones in the pool (encode_batch): the same ids either way, truncated on either side,
     and the same refusal of an input too long with truncation off."""
-    from embbench.models import resolve_model
+    from embbench.config.model import resolve_model
     from embbench.servers.encoder import Encoder, EncoderSettings, InputTooLongError
 
     encoder = Encoder(EncoderSettings(model_path=str(resolve_model(None))))

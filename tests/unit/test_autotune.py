@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from embbench import autotune
-from embbench.config import ServerConfig, build_run_config, load_run_file
-from embbench.options import ServerOptions, default_label, override_options, server_options
-from embbench.variants import get_variant
+from embbench.config.options import ServerOptions, default_label, override_options, server_options
+from embbench.config.run import ServerConfig, build_run_config, load_run_file
+from embbench.variants import autotune, get_variant
 from embbench.variants.ray_serve import option_argv
 
 
@@ -127,7 +126,7 @@ def test_a_half_given_layout_is_the_users_and_the_other_half_follows_the_usual_r
 def test_a_given_layout_takes_its_batch_size_from_its_own_curve(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("embbench.options.cpu_count", lambda: 2)
+    monkeypatch.setattr("embbench.config.options.cpu_count", lambda: 2)
     ceiling = {"layouts": [layout(2, 1, {8: 500, 32: 600}), layout(1, 2, {8: 1000, 32: 990})]}
     options, _ = autotune.tune(ServerOptions(streams=1), FakeMeasure(ceiling))
     assert (options.streams, options.max_batch_size) == (1, 32)
@@ -220,7 +219,7 @@ def test_a_failed_measurement_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) 
     def failing(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("ceiling measurement failed: out of memory")
 
-    monkeypatch.setattr("embbench.ceiling.measure_in_subprocess", failing)
+    monkeypatch.setattr("embbench.servers.ceiling.measure_in_subprocess", failing)
     with pytest.raises(autotune.AutotuneError, match="out of memory"):
         autotune.tune(ServerOptions())
 

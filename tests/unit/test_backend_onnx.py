@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.servers.backends import load_backend, onnx_export
 from embbench.servers.backends.onnx_runtime import OnnxBackend
 from embbench.servers.encoder import Encoder, EncoderSettings

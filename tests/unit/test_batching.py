@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embbench.config import ServerConfig
-from embbench.options import ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.run import ServerConfig
 from embbench.servers.batching import BatchQueue, Entry, Request, split_batch, take_batch
 from embbench.servers.strategies import BatchedStrategy
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from embbench import capacity
-from embbench.capacity import ProbeResult
+from embbench.load import capacity
+from embbench.load.capacity import ProbeResult
 
 SLO_MS = 100.0
 KNEE = 200.0  # rps where the synthetic server's p99 crosses the SLO

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embbench.ceiling import arrival_batches
+from embbench.servers.ceiling import arrival_batches
 
 
 def flat(batches: list[list[int]]) -> list[int]:
@@ -37,7 +37,7 @@ def test_a_larger_window_lets_batches_grow() -> None:
 
 
 def test_a_server_is_judged_against_the_higher_ceiling_figure() -> None:
-    from embbench.ceiling import best_rate
+    from embbench.results.ceilings import best_rate
 
     sorted_only = {"sentences_per_s": 300.0}
     assert best_rate(sorted_only) == (300.0, "sorted")

@@ -5,8 +5,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embbench.ceiling_report import ceilings_around, cpu_rows, cpu_section
-from embbench.columns import SUMMARY_COLUMNS
+from embbench.report.sections.ceiling import ceilings_around, cpu_rows, cpu_section
+from embbench.results.columns import SUMMARY_COLUMNS
 
 
 def ceiling(rate: float, **extra: Any) -> dict[str, Any]:

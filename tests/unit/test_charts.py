@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from embbench.charts import (
+from embbench.report.charts.registry import (
     CHART_FILES,
     HEIGHT_PX,
     WIDTH_PX,
@@ -20,9 +20,9 @@ from embbench.charts import (
     timeline_figure,
     write_charts,
 )
-from embbench.report import aggregate
-from embbench.results import RunData, load_run
-from embbench.stats import mean_interval
+from embbench.report.document import aggregate
+from embbench.report.stats import mean_interval
+from embbench.results.folder import RunData, load_run
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
 NAMES = ["throughput.png", "latency.png", "resources.png", "timeline.png"]

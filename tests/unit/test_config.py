@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench import config as cfg
+from embbench.config import run as cfg
 from embbench.errors import ConfigError
+from embbench.machine.host import cpu_count
 
 
 def test_defaults_and_labels() -> None:
@@ -33,7 +34,7 @@ def test_bad_server_options(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_threads_default_to_cores_over_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embbench import options
+    from embbench.config import options
 
     monkeypatch.setattr(options, "cpu_count", lambda: 8)
     assert cfg.ServerOptions().resolved_threads(4) == 2
@@ -50,7 +51,7 @@ def test_streams_only_where_passes_can_overlap() -> None:
         get_variant("shared-mutex").check(cfg.ServerOptions(streams=2))
     get_variant("shared-mutex").check(cfg.ServerOptions(streams=1))
     config = get_variant("batched").server_config(cfg.ServerOptions(streams=2), 8000, "")
-    assert config.streams == 2 and config.threads == max(1, cfg.cpu_count() // 2)
+    assert config.streams == 2 and config.threads == max(1, cpu_count() // 2)
     assert get_variant("batched").server_config(cfg.ServerOptions(), 8000, "").streams == 1
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from embbench import measure
-from embbench.sampler import Sample
+from embbench.load import measure
+from embbench.machine.sampler import Sample
 
 
 def test_window_starts_after_warmup() -> None:
@@ -123,7 +123,7 @@ def test_a_late_load_generator_is_flagged() -> None:
 
 
 def test_request_log_reads_old_and_new_columns(tmp_path: Path) -> None:
-    from embbench.load.runner import RequestLog
+    from embbench.load.locust import RequestLog
 
     (tmp_path / "requests-1.csv").write_text(
         "start,latency_ms,status,error,bytes\n1.0,2.5,200,,10\n"

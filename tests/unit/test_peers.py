@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench.config import ServerOptions
+from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, ExitStatus, PeerUnavailableError
-from embbench.models import BUNDLED_MODEL, resolve_model
 from embbench.variants import REGISTRY, get_variant
 from embbench.variants import infinity as infinity_mod
 from embbench.variants import tei as tei_mod

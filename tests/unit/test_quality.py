@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embbench import quality
-from embbench.quality import Kept
+from embbench.load import answers
+from embbench.report import quality as report_quality
+from embbench.run import quality
+from embbench.run.quality import Kept
 
 # Four inputs, three of them apart, the last the same as the first after truncation.
 REFS = np.array(
@@ -99,21 +101,21 @@ def test_percentile_is_an_observed_value() -> None:
 
 
 def test_records_round_trip_and_a_cut_record_ends_the_file(tmp_path: Path) -> None:
-    data = quality.encode_record(3, 10.5, 12.25, b"[[1.0]]") + quality.encode_record(
+    data = answers.encode_record(3, 10.5, 12.25, b"[[1.0]]") + answers.encode_record(
         7, 11.0, 1.0, b"xyz"
     )
-    assert list(quality.decode_records(data)) == [
+    assert list(answers.decode_records(data)) == [
         Kept(3, 10.5, 12.25, b"[[1.0]]"),
         Kept(7, 11.0, 1.0, b"xyz"),
     ]
-    assert len(list(quality.decode_records(data[:-1]))) == 1
+    assert len(list(answers.decode_records(data[:-1]))) == 1
     (tmp_path / "responses-1.bin").write_bytes(data)
-    (tmp_path / "responses-2.bin").write_bytes(quality.encode_record(1, 20.0, 0.0, b"{}"))
+    (tmp_path / "responses-2.bin").write_bytes(answers.encode_record(1, 20.0, 0.0, b"{}"))
     (tmp_path / "requests-1.csv").write_text("not read")
-    found = quality.read_kept(tmp_path)
+    found = answers.read_kept(tmp_path)
     assert sorted(k.index for k in found) == [1, 3, 7]
     # The window counts answers that completed in it, as measure.in_window counts requests.
-    assert [k.index for k in quality.in_window(found, 10.51, 11.01)] == [3, 7]
+    assert [k.index for k in answers.in_window(found, 10.51, 11.01)] == [3, 7]
 
 
 def test_probe_indices_span_the_lengths() -> None:
@@ -194,7 +196,7 @@ def test_label_quality_pools_the_cells_of_a_label() -> None:
         {"label": "fp32", "quantize": "none", "checked": float("nan"), "mismatched": None,
          "cosine_min": 1.0, "cosine_p1": None, "cosine_p50": None, "cosine_threshold": 0.999},
     ]  # fmt: skip
-    [int8] = quality.label_quality(rows)
+    [int8] = report_quality.label_quality(rows)
     assert int8["cells"] == 2 and int8["checked"] == 150 and int8["mismatched"] == 2
     assert int8["cosine_min"] == 0.40 and int8["cosine_p1"] == 0.41
     assert int8["cosine_p50"] == pytest.approx(0.994)
@@ -229,7 +231,7 @@ def test_the_swapping_encoder_rotates_a_batch_and_leaves_one_alone() -> None:
 
 def test_the_check_rate_reaches_locust_as_an_option(tmp_path: Path) -> None:
     # An option, not the environment: Locust's master sends its options to remote workers.
-    from embbench.load.runner import LoadSpec, locust_command
+    from embbench.load.locust import LoadSpec, locust_command
 
     spec = LoadSpec("http://h", "predict", 4, 10.0, ["a"], tmp_path, tmp_path / "l.log")
     argv, _ = locust_command(dataclasses.replace(spec, check_rate=100), tmp_path / "p.json")

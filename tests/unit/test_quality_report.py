@@ -10,10 +10,10 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from embbench.charts import write_charts
-from embbench.figures import quality_figure
-from embbench.report import render_markdown
-from embbench.results import load_run
+from embbench.report.charts.registry import write_charts
+from embbench.report.charts.summary import quality_figure
+from embbench.report.document import render_markdown
+from embbench.results.folder import load_run
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
 

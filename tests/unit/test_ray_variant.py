@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from embbench.config import ServerOptions, cpu_count
+from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, ExitStatus, PeerUnavailableError
+from embbench.machine.host import cpu_count
 from embbench.variants import REGISTRY, get_variant
 from embbench.variants import ray_serve as ray_mod
 from embbench.variants.ray_serve import RAY_VERSION, RayServe
@@ -60,7 +61,7 @@ def test_run_without_ray_exits_2_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "results"
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "from embbench.cli import main\n"
+        "from embbench.cli.app import main\n"
         "sys.argv = ['embbench', 'run', '--variant', 'ray-serve', '--concurrency', '1',"
         f" '--out', {str(out)!r}]\n"
         "main()\n"

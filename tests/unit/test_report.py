@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from embbench.errors import UsageError
-from embbench.report import (
+from embbench.report.document import (
     aggregate,
     compare_runs,
     compare_to_baseline,
@@ -22,8 +22,8 @@ from embbench.report import (
     render_markdown,
     winners,
 )
-from embbench.results import SUMMARY_COLUMNS, RunData, load_run
-from embbench.stats import mean_interval
+from embbench.report.stats import mean_interval
+from embbench.results.folder import SUMMARY_COLUMNS, RunData, load_run
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
 META = {"host": {"cpu_model": "Test CPU", "cores": 2, "memory_gb": 8, "platform": "Linux"}}

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from embbench import results
 from embbench.errors import ResultsError
+from embbench.results import folder as results
 
 
 def test_run_dirs_are_never_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +48,7 @@ def test_latest_run_needs_a_run(tmp_path: Path) -> None:
 
 
 def test_request_log_reads_only_what_was_appended(tmp_path: Path) -> None:
-    from embbench.load.runner import RequestLog
+    from embbench.load.locust import RequestLog
 
     log_file = tmp_path / "requests-1.csv"
     log_file.write_text("start,latency_ms,status,error,bytes\n1.0,2.5,200,,10\n1.5,3.0,2")

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from embbench.verdicts import (
+from embbench.report.verdicts import (
     MIN_TAIL_REQUESTS,
     NONE,
     PAIRED,

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from embbench.cache import cache_root
+from embbench.machine.cache import cache_root
 
 log = logging.getLogger(__name__)
 

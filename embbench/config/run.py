@@ -1,0 +1,275 @@
+"""Configuration: frozen dataclasses built once (from flags or TOML) and validated there.
+
+Server options are declared in options.py; this module holds what a run is made of, how a run
+file is read, and the rules by which flags and a run file combine (`build_run_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from embbench.config.options import (
+    ServerOptions,
+    Spec,
+    check_value,
+    default_label,
+    option,
+    override_options,
+    server_options,
+    spec_of,
+)
+from embbench.errors import ConfigError
+
+__all__ = [
+    "RunConfig",
+    "ServerConfig",
+    "ServerOptions",
+    "VariantRun",
+    "build_run_config",
+    "default_label",
+    "load_run_file",
+    "override_options",
+    "server_options",
+]
+
+PROTOCOLS = ("predict", "tei", "openai")
+PAYLOADS = ("short", "medium", "long", "mixed")
+DEFAULT_CONCURRENCY = (10, 100, 1000)
+EXTERNAL = "external"  # the variant name of a server that runs elsewhere (--url)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server process needs; passed to it as JSON (env EMBBENCH_SERVER_CONFIG).
+
+    `options` are the user's, as declared; the other fields are what the variant resolved
+    from them (a port, a worker and thread count, a strategy).
+    """
+
+    variant: str
+    model_path: str
+    port: int
+    workers: int
+    threads: int
+    options: ServerOptions = field(default_factory=ServerOptions)
+    strategy: str = "mutex"  # a name in servers/strategies.STRATEGIES
+    streams: int = 1  # forward passes that may run at once in one process (rwlock, batched)
+    preload: bool = False  # the model is loaded before fork (gunicorn --preload)
+    model_name: str = ""
+    ready_dir: str = ""
+    # How the variant chose what the user left to it (autotune.record), shown by /info.
+    autotune: dict[str, Any] | None = None
+
+    @property
+    def host(self) -> str:
+        return self.options.host
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        data = json.loads(text)
+        data["options"] = ServerOptions(**data.get("options", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """One variant as it appears in a run: its name, its options and the label of its rows."""
+
+    name: str
+    options: ServerOptions = field(default_factory=ServerOptions)
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or default_label(self.name, self.options)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's settings; fields with `flag=True` in their spec are also `run` flags."""
+
+    variants: tuple[VariantRun, ...]
+    concurrency: tuple[int, ...] = option(
+        DEFAULT_CONCURRENCY, "Levels, e.g. 10,100,1000.", minimum=1, maximum=20_000, label=None
+    )
+    # Open loop: arrival rates (requests/s) instead of users; each rate is a cell.
+    rates: tuple[float, ...] = option(
+        (), "Open loop: arrival rates, e.g. 20,40,80 (instead of --concurrency).", minimum=0.01,
+        maximum=100_000, label=None, flag="--rate",
+    )  # fmt: skip
+    arrival: str = option(
+        "poisson", "Open loop arrivals: poisson (seeded) | constant.",
+        choices=("poisson", "constant"), label=None,
+    )  # fmt: skip
+    max_inflight: int = option(
+        1000, "Open loop: requests in flight beyond which arrivals are dropped (and counted).",
+        minimum=1, maximum=100_000, label=None,
+    )  # fmt: skip
+    duration: float = option(15.0, "Measured seconds per cell.", label=None)
+    warmup: float = option(5.0, "Seconds of load excluded first.", minimum=0, label=None)
+    repeats: int = option(1, "Repeats of every cell (order counterbalanced).", minimum=1,
+                          label=None)  # fmt: skip
+    payload: str = option("short", "short | medium | long | mixed.", choices=PAYLOADS, label=None)
+    out: str = option("results", "Results folder.", label=None)
+    run_id: str | None = option(None, "Name of the run folder.", label=None)
+    url: str | None = option(None, "Drive a server already running there.", label=None)
+    protocol: str = option("predict", "predict | tei | openai (with --url).", choices=PROTOCOLS,
+                           label=None)  # fmt: skip
+    pid: int | None = option(None, "Process to sample (with --url).", minimum=1, label=None)
+    load_processes: int = option(1, "Locust --processes.", minimum=1, maximum=64, label=None)
+    # Locust workers on other machines (`embbench load-worker`).
+    load_workers: int = option(
+        0, "Wait for N `embbench load-worker`s (other machines).", minimum=0, maximum=1024,
+        label=None,
+    )  # fmt: skip
+    master_port: int = option(5557, "Locust master port.", minimum=1, maximum=65535, label=None)
+    # The correctness check under load (quality.py): answers kept per second per Locust process.
+    check_rate: int = option(
+        100, "Answers checked per second per Locust process (0: none).", minimum=0,
+        maximum=100_000, label=None,
+    )  # fmt: skip
+    startup_timeout: float = 180.0
+    seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
+    # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.
+    order: str = option(
+        "alternate", "alternate (reversed every other repeat) | shuffle (seeded) | fixed.",
+        choices=("alternate", "shuffle", "fixed"), label=None,
+    )  # fmt: skip
+    # Measure the offline ceiling of every backend in the run, before the cells and again after
+    # them (embbench.servers.ceiling), each measurement `ceiling_seconds` long.
+    ceiling: bool = False
+    ceiling_seconds: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.variants and self.url is None:
+            raise ConfigError("no variant given: pass --variant NAME or a config file")
+        hints = typing.get_type_hints(RunConfig)
+        for each in fields(self):
+            if each.name == "variants":
+                continue
+            value = getattr(self, each.name)
+            if each.name == "concurrency":
+                if not value or not isinstance(value, tuple):
+                    raise ConfigError(f"concurrency levels must be positive, got {value}")
+                for level in value:
+                    check_value("concurrency levels", level, int, spec_of(each))
+                continue
+            if each.name == "rates":
+                if not isinstance(value, tuple):
+                    raise ConfigError(f"rates must be a list of numbers, got {value!r}")
+                for rate in value:
+                    check_value("rate", rate, float, spec_of(each))
+                continue
+            check_value(each.name, value, hints[each.name], spec_of(each))
+        if self.load_workers and self.load_processes > 1:
+            raise ConfigError(
+                "--load-processes and --load-workers do not combine: with remote workers the "
+                "local machine runs only Locust's master; start `embbench load-worker "
+                "--processes N` on each worker machine instead"
+            )
+        if self.ceiling_seconds <= 0:
+            raise ConfigError(f"ceiling_seconds must be positive, got {self.ceiling_seconds}")
+        if self.duration <= 0:
+            raise ConfigError("duration must be positive and warmup not negative")
+        labels = [v.display for v in self.variants]
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ConfigError(f"two variants share the label {dupes[0]!r}; give one a `label`")
+
+
+def run_flag_fields() -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
+    """The RunConfig fields that are `run` flags (those declared with `option`)."""
+    hints = typing.get_type_hints(RunConfig)
+    return [(f, hints[f.name], spec_of(f)) for f in fields(RunConfig) if "spec" in f.metadata]
+
+
+_RUN_FIELDS = {f.name for f in fields(RunConfig)} - {"variants"}
+
+
+def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
+    """Read a TOML run file: `[run]` settings, `[defaults]` server options, `[[variant]]` rows."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config file {path} is a folder") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = set(data) - {"run", "defaults", "variant"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r}")
+    run = dict(data.get("run", {}))
+    bad = set(run) - _RUN_FIELDS
+    if bad:
+        raise ConfigError(f"{path}: unknown [run] key {sorted(bad)[0]!r}")
+    for key in ("concurrency", "rates"):
+        if key in run:
+            if not isinstance(run[key], list):
+                raise ConfigError(f"{path}: [run] {key} must be a list of numbers")
+            run[key] = tuple(run[key])
+    defaults = dict(data.get("defaults", {}))
+    server_options(defaults, f"{path} [defaults]")
+    variants = []
+    for index, entry in enumerate(data.get("variant", [])):
+        entry = dict(entry)
+        if "name" not in entry:
+            raise ConfigError(f"{path}: variant #{index + 1} has no name")
+        name = str(entry.pop("name"))
+        label = str(entry.pop("label", ""))
+        options = server_options({**defaults, **entry}, f"{path} variant {name!r}")
+        variants.append(VariantRun(name=name, options=options, label=label))
+    return run, variants
+
+
+def build_run_config(
+    *,
+    file: Path | None = None,
+    variants: Sequence[str] = (),
+    server: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    label: str | None = None,
+) -> RunConfig:
+    """The rules by which flags and a run file combine into one RunConfig.
+
+    - The file gives `[run]` settings and variants with their options.
+    - Variants named on the command line replace the file's list, each keeping the file's
+      options where the file has that variant.
+    - Server flags (`server`, None = not given) win over every variant's options.
+    - Run flags (`settings`, None = not given) win over the file's `[run]`.
+    - With `--url`, the one variant is the external server, labelled `label` or "external".
+    """
+    given = {k: v for k, v in (settings or {}).items() if v is not None}
+    if given.get("rates") and given.get("concurrency"):
+        raise ConfigError(
+            "--rate and --concurrency do not combine: a cell is an open loop (arrival rates) "
+            "or a closed loop (users); run them apart"
+        )
+    run_settings: dict[str, Any] = {}
+    runs: list[VariantRun] = []
+    if file is not None:
+        run_settings, runs = load_run_file(file)
+    if variants:
+        by_name = {r.name: r for r in runs}
+        runs = [by_name.get(name, VariantRun(name=name)) for name in variants]
+    overrides = dict(server or {})
+    runs = [VariantRun(r.name, override_options(r.options, overrides), r.label) for r in runs]
+    if given.get("url") is not None:
+        options = override_options(ServerOptions(), overrides)
+        runs = [VariantRun(name=EXTERNAL, options=options, label=label or EXTERNAL)]
+    run_settings.update(given)
+    unknown = set(run_settings) - _RUN_FIELDS
+    if unknown:
+        raise ConfigError(f"unknown run setting {sorted(unknown)[0]!r}")
+    return RunConfig(variants=tuple(runs), **run_settings)

@@ -1,0 +1,142 @@
+"""Drawing helpers shared by every chart: one figure size, caption, colours and axes.
+
+Figures are `Figure` objects, never pyplot's global state, so nothing leaks between charts or
+threads; the Agg backend is chosen before anything imports pyplot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot: no display, same pixels everywhere
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.ticker import NullFormatter
+
+from embbench.machine.host import describe_host
+from embbench.report.stats import records
+from embbench.results.ceilings import best_rate
+
+DPI = 110
+WIDTH_PX, HEIGHT_PX = 1000, 600
+NO_OK = "no cell finished with status ok"
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write a figure as PNG at the chart size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def new_figure(rows: int = 1, columns: int = 1) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, sharex=rows > 1, squeeze=False)
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(0, 0.04, 1, 0.96))  # room for the caption below
+    first: Axes = axes[0][0]
+    return fig, first
+
+
+def finish(
+    fig: Figure,
+    ax: Axes,
+    meta: Mapping[str, Any],
+    title: str,
+    empty: str,
+    legend: bool = True,
+) -> Figure:
+    """Title, caption, legend; `empty` is a note to write across an axes with nothing to show."""
+    fig.suptitle(title)
+    if empty:
+        ax.text(
+            0.5,
+            0.5,
+            empty,
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="gray",
+        )
+    elif legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.text(0.01, 0.01, caption(meta), fontsize=7, color="0.3")
+    return fig
+
+
+def caption(meta: Mapping[str, Any]) -> str:
+    return f"run {meta.get('run_id', '?')} · {describe_host(meta.get('host') or {})}"
+
+
+def concurrency_axis(ax: Axes, agg: pd.DataFrame) -> None:
+    ax.set_xscale("log")
+    levels = sorted(int(c) for c in agg["concurrency"].dropna().unique())
+    if levels:
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.set_xlim(levels[0] / 1.6, levels[-1] * 1.6)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("concurrency (simultaneous users, log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def ceilings(meta: Mapping[str, Any], ceiling: pd.DataFrame | None) -> list[dict[str, Any]]:
+    items: Sequence[Mapping[str, Any]] = (
+        records(ceiling) if ceiling is not None else meta.get("ceiling") or []
+    )
+    out = []
+    for item in items:
+        value, figure = best_rate(item)
+        quantize = item.get("quantize")
+        name = str(item.get("backend", "?"))
+        if isinstance(quantize, str) and quantize not in ("", "none"):
+            name += f" {quantize}"
+        if item.get("streams") is not None:  # runs before thread layouts were measured lack it
+            name += f", {item.get('threads')}t x {item.get('streams')}"
+        if figure == "reachable":
+            name += ", arrival order"
+        if not math.isnan(value):
+            out.append({"name": name, "value": float(value)})
+    return out
+
+
+def colors_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """One colour per label, in order of first appearance, the same in every chart."""
+    palette = matplotlib.colormaps["tab10"]
+    return {label: palette(i % 10) for i, label in enumerate(dict.fromkeys(frame["label"]))}
+
+
+def by_label(frame: pd.DataFrame, by: str = "concurrency") -> list[tuple[str, pd.DataFrame]]:
+    return [
+        (str(label), frame[frame["label"] == label].sort_values(by))
+        for label in dict.fromkeys(frame["label"])
+    ]
+
+
+def numbers(frame: pd.DataFrame, column: str) -> pd.Series[float]:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
+def as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_frame(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, OSError):
+        return None

@@ -1,0 +1,133 @@
+"""`embbench capacity`: per variant, the highest arrival rate whose p99 meets a target.
+
+Each probe is an open-loop cell of the run (a row of summary.csv like any other), long enough
+for its p99 (capacity.probe_seconds); capacity.search decides the next rate from the probes,
+as MLPerf LoadGen's peak search does: an estimate from a short closed-loop cell, growth until a
+probe fails, then bisection. One row per variant goes to capacity.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embbench.config.run import RunConfig, VariantRun
+from embbench.errors import ConfigError
+from embbench.load import capacity
+from embbench.results import folder as results
+from embbench.run.plan import Cell
+from embbench.run.progress import Progress
+from embbench.run.session import RunOutcome, RunSession, check, prepare_backends
+
+CAPACITY_COLUMNS = [
+    "variant", "label", "slo_p99_ms", "max_error_rate", "status", "qps_at_slo", "p99_at_slo_ms",
+    "cpu_pct_at_slo", "pss_mb_at_slo", "cpu_ms_per_embedding", "probes", "reason",
+]  # fmt: skip
+# The estimate: a short closed loop with enough users to fill any server of ours on 2 cores.
+ESTIMATE_USERS = 32
+ESTIMATE_SECONDS = 5.0
+START_FRACTION = 0.7  # of the estimate's throughput: the first probe should pass
+
+
+@dataclass(frozen=True)
+class Target:
+    slo_p99_ms: float
+    max_error_rate: float = 0.001
+    max_probes: int = 10
+    min_requests: int = 1000  # per probe: enough for a p99 (capacity.probe_seconds)
+    max_probe_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.slo_p99_ms > 0:
+            raise ConfigError(f"--slo-p99-ms must be positive, got {self.slo_p99_ms:g}")
+        if not 0 <= self.max_error_rate < 1:
+            raise ConfigError(f"--max-error-rate must be in [0, 1), got {self.max_error_rate:g}")
+        if self.max_probes < 2:
+            raise ConfigError(f"--max-probes must be at least 2, got {self.max_probes}")
+
+
+@dataclass
+class CapacityOutcome:
+    run: RunOutcome
+    rows: list[dict[str, Any]]
+    path: Path
+
+
+def run_capacity(
+    config: RunConfig, target: Target, progress: Progress | None = None
+) -> CapacityOutcome:
+    progress = progress or Progress()
+    # The ceiling's CPU per embedding is what the capacity table sets each server against.
+    config = dataclasses.replace(config, ceiling=True)
+    check(config)
+    session = RunSession(config, progress, [])
+    session.meta["capacity"] = dataclasses.asdict(target)
+    session.meta["slo_p99_ms"] = target.slo_p99_ms
+    path = session.run_dir / "capacity.csv"
+    found: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        prepare_backends(config, session.meta, progress)
+        session.save()
+        for run in config.variants:
+            found.append(_one_variant(session, run, target, progress))
+            _write(path, found)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        outcome = session.finish(interrupted)
+    return CapacityOutcome(outcome, found, path)
+
+
+def _one_variant(
+    session: RunSession, run: VariantRun, target: Target, progress: Progress
+) -> dict[str, Any]:
+    config = session.config
+    counter = [0]
+
+    def next_cell(concurrency: int, rate: float | None) -> Cell:
+        cell = Cell(session.index, run, concurrency, counter[0], rate)
+        session.index += 1
+        counter[0] += 1
+        return cell
+
+    estimate = session.run_cell(
+        next_cell(ESTIMATE_USERS, None),
+        dataclasses.replace(config, duration=ESTIMATE_SECONDS, warmup=2.0),
+    )
+    rps = float(estimate.row.get("rps") or 0.0)
+    progress.note(f"{run.display}: {rps:.1f} rps at c={ESTIMATE_USERS}; probing from there")
+
+    def probe(rate: float) -> capacity.ProbeResult:
+        seconds = capacity.probe_seconds(rate, target.min_requests, max_s=target.max_probe_s)
+        runner = session.run_cell(
+            next_cell(config.max_inflight, round(rate, 2)),
+            dataclasses.replace(config, duration=seconds),
+        )
+        row = dict(runner.row)
+        if row["status"] != results.OK or not runner.request_rows:
+            return capacity.ProbeResult.broken(rate, row)
+        return capacity.probe_from_rows(
+            rate, runner.request_rows, row["window_start"], row["window_end"],
+            target.slo_p99_ms, target.max_error_rate, row,
+        )  # fmt: skip
+
+    start = max(capacity.MIN_RATE, START_FRACTION * rps)
+    result = capacity.search(
+        probe, target.slo_p99_ms, target.max_error_rate, start, max_probes=target.max_probes
+    )
+    progress.note(f"{run.display}: {result.status}, {result.reason}")
+    return {"variant": run.name, "label": run.display, **result.summary()}
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    """capacity.csv rewritten whole after each variant (small), so an interrupt keeps it."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, CAPACITY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

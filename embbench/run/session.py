@@ -1,0 +1,219 @@
+"""Orchestration: plan the cells, then run each one (cell.py), recording as it goes.
+
+Nothing here knows a variant by name: variants say how to prepare and launch, cell.py runs one
+cell, and this module keeps run.json and summary.csv up to date so an interrupt keeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embbench.config.model import resolve_model
+from embbench.config.payloads import build_payloads, describe_payloads
+from embbench.config.run import EXTERNAL, RunConfig, ServerOptions
+from embbench.errors import ConfigError
+from embbench.machine.host import git_revision, host_info, versions
+from embbench.machine.process import ensure_port_free
+from embbench.results import folder as results
+from embbench.run.cell import CellRunner
+from embbench.run.plan import Cell, plan
+from embbench.run.progress import Progress
+from embbench.servers.ceiling import measure_in_subprocess
+from embbench.variants import get_variant
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r["status"] != results.OK)
+
+
+def check(config: RunConfig) -> None:
+    """Every usage mistake surfaces here, before a folder is made or a process started."""
+    results.check_out_dir(Path(config.out), config.run_id)
+    if config.url is not None:
+        if not config.url.startswith(("http://", "https://")):
+            raise ConfigError("--url must start with http:// or https://")
+        resolve_model(config.variants[0].options.model if config.variants else None)
+        return
+    for run in config.variants:
+        variant = get_variant(run.name)
+        variant.check(run.options)
+        if run.options.port:
+            ensure_port_free(run.options.host, run.options.port)
+
+
+class RunSession:
+    """One results folder being written: run.json kept up to date, summary.csv appended cell by
+    cell, so that an interrupt (or a kill) keeps what was measured. `embbench run` plays a
+    plan through it; `embbench capacity` decides its cells as it goes."""
+
+    def __init__(self, config: RunConfig, progress: Progress, planned: list[Cell]) -> None:
+        self.config = config
+        self.progress = progress
+        results.mark_abandoned_runs(Path(config.out))
+        self.run_dir = results.create_run_dir(Path(config.out), config.run_id)
+        self.payloads = build_payloads(config.payload, count=512, seed=config.seed)
+        self.outcome = RunOutcome(self.run_dir)
+        self.meta: dict[str, Any] = {
+            "schema_version": results.SCHEMA_VERSION,
+            "run_id": self.run_dir.name,
+            "status": "running",
+            # Whose run this is: a later start marks it abandoned if this process is gone.
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "host": host_info(),
+            "versions": versions(),
+            "git": git_revision(),
+            "config": dataclasses.asdict(config),
+            "payload_stats": describe_payloads(self.payloads),
+            "order": [cell.name for cell in planned],
+            # What each variant's server is, for the report's explanations (explain.py).
+            "traits": {
+                run.name: dataclasses.asdict(get_variant(run.name).traits)
+                for run in config.variants
+                if run.name != EXTERNAL  # a server elsewhere: its traits are not ours to say
+            },
+            "cells": [],
+        }
+        self.save()
+        self.summary = results.SummaryWriter(self.run_dir / "summary.csv")
+        self.index = 0
+
+    def save(self) -> None:
+        results.write_json(self.run_dir / "run.json", self.meta)
+
+    def run_cell(self, cell: Cell, config: RunConfig | None = None) -> CellRunner:
+        """Run one cell (with `config` in place of the run's, for a cell of its own length)."""
+        self.progress.cell_started(cell)
+        runner = CellRunner(config or self.config, cell, self.run_dir, self.payloads, self.progress)
+        row = runner.run()
+        self.summary.append(row)
+        self.outcome.rows.append(row)
+        self.meta["cells"].append(
+            {
+                "cell": cell.name,
+                "status": row["status"],
+                "failure_reason": row.get("failure_reason"),
+            }
+        )
+        self.save()
+        self.progress.cell_finished(cell, row)
+        if row["status"] == results.INTERRUPTED:
+            raise KeyboardInterrupt
+        return runner
+
+    def finish(self, interrupted: bool) -> RunOutcome:
+        self.outcome.interrupted = interrupted
+        self.meta["status"] = "interrupted" if interrupted else "complete"
+        self.meta["finished_at"] = time.time()
+        self.save()
+        return self.outcome
+
+
+def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOutcome:
+    progress = progress or Progress()
+    check(config)
+    cells = plan(config)
+    session = RunSession(config, progress, cells)
+    interrupted = False
+    try:
+        prepare_backends(config, session.meta, progress)
+        session.save()
+        progress.run_started(session.run_dir, cells)
+        for previous, cell in zip([None, *cells], cells, strict=False):
+            if previous is not None and previous.repeat != cell.repeat:
+                measure_ceilings(
+                    config, session.meta, progress, key="ceiling_between", repeat=previous.repeat
+                )
+            session.run_cell(cell)
+        measure_ceilings(config, session.meta, progress, key="ceiling_after")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        outcome = session.finish(interrupted)
+    return outcome
+
+
+def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress) -> None:
+    """Each variant's own preparation (an ONNX export, say) before the first cell rather than
+    inside a cell's start-up, then the offline ceilings while nothing else runs, when asked."""
+    if config.url is None:
+        for run in config.variants:
+            variant = get_variant(run.name)
+            pending = variant.pending(run.options)
+            if pending:
+                progress.note(pending)
+            variant.prepare(run.options)
+            # What the variant chose for itself (autotune), per row: what its cells launch.
+            _, chosen = variant.tune(run.options)
+            if chosen is not None:
+                meta.setdefault("autotune", {})[run.display] = chosen
+    measure_ceilings(config, meta, progress, key="ceiling")
+
+
+def measure_ceilings(
+    config: RunConfig,
+    meta: dict[str, Any],
+    progress: Progress,
+    *,
+    key: str,
+    repeat: int | None = None,
+) -> None:
+    """The offline ceiling of each backend of the run, under `key` in run.json.
+
+    Measured before the cells ("ceiling"), between one repeat and the next
+    ("ceiling_between", each marked with the repeat it follows) and after them all
+    ("ceiling_after"): a shared machine's speed drifts over a run (10 % within an hour here),
+    and a ratio to a ceiling means little if the ceiling moved under the cells. Each repeat is
+    judged against the ceilings measured just before and after it (ceiling_report.py).
+    """
+    if not config.ceiling:
+        return
+    for opts in _backends(config):
+        again = {"ceiling": "", "ceiling_after": " again"}.get(key, f" after repeat {repeat}")
+        progress.note(f"measuring the offline ceiling of {describe_backend(opts)}{again}")
+        try:
+            measured = measure_in_subprocess(
+                opts.model,
+                opts.backend,
+                opts.quantize,
+                None,
+                config.payload,
+                seconds=config.ceiling_seconds,
+            )
+        except RuntimeError as exc:
+            if repeat is None:
+                raise
+            progress.note(str(exc))  # the repeats before and after keep their other ceilings
+            continue
+        if repeat is not None:
+            measured["after_repeat"] = repeat
+        meta.setdefault(key, []).append(measured)
+
+
+def describe_backend(opts: ServerOptions) -> str:
+    return opts.backend + ("" if opts.quantize == "none" else f" {opts.quantize}")
+
+
+def _backends(config: RunConfig) -> list[ServerOptions]:
+    """One variant's options per distinct (model, backend, quantize) among the servers of ours
+    (none when the server runs elsewhere: nothing here to export or measure)."""
+    if config.url is not None:
+        return []
+    found: dict[tuple[str | None, str, str], ServerOptions] = {}
+    for run in config.variants:
+        opts = run.options
+        if get_variant(run.name).traits.ours:
+            found.setdefault((opts.model, opts.backend, opts.quantize), opts)
+    return list(found.values())
