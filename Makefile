@@ -30,7 +30,10 @@ test: $(STAMP) ## run all tests (unit, then integration with real servers and Lo
 unit: $(STAMP) ## run the fast unit tests only
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
 
-lint: $(STAMP) ## ruff and mypy on embbench/
+integration: $(STAMP) ## run the integration tests only (real servers, the real model, Locust)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/integration
+
+lint: $(STAMP) ## ruff (lint + format check) on embbench/ and tests/, mypy on embbench/
 	$(BIN)/ruff check embbench tests
 	$(BIN)/ruff format --check embbench tests
 	$(BIN)/mypy embbench

@@ -5,7 +5,7 @@
 # "ray[serve]==2.60.0"` in .venv only adds packages (aiohttp, grpcio, opencensus, ...) and
 # upgrades or downgrades none of ours, and Ray's replicas run embbench's own encoder, which a
 # separate environment would need a second copy of torch (5 GB) for. Measured here (packages
-# from a fast mirror): 10 s, and .venv grew by 334 MB (README, "Ray Serve").
+# from a fast mirror): 10 s, and .venv grew by 334 MB (docs/peers.md, "Ray Serve").
 #
 # `make peers` runs this; it is idempotent: a second run with the same pin does nothing.
 # Usage: bash scripts/install_ray.sh   (from anywhere; paths are relative to the repo root)

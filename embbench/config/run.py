@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from embbench.config.options import (
     ServerOptions,
