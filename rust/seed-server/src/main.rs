@@ -20,12 +20,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition, Next};
 use actix_web::{web, App, HttpServer};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
 use seed_server::api::{self, Guarded, LockKind, ServerState};
-use seed_server::model::{self, Bert, ModelSettings, Padding};
+use seed_server::folder::{self, Asked};
+use seed_server::model::{self, Bert, ModelSettings, Padding, Pooling};
 use seed_server::stats::LockStats;
 use seed_server::threads::configure_pools;
 
@@ -91,9 +92,18 @@ struct Args {
     /// `with_truncation(None)`). Inputs over the model's positions get 413 input_too_long.
     #[arg(long, conflicts_with_all = ["padding", "no_truncation"])]
     no_padding_truncation: bool,
-    /// Tokens kept when truncating, special tokens included (sentence-transformers' value).
-    #[arg(long, default_value_t = 256)]
-    max_seq_length: usize,
+    /// Tokens kept when truncating, special tokens included (default: the folder's
+    /// sentence_bert_config.json, else max_position_embeddings). Refused above the latter.
+    #[arg(long)]
+    max_seq_length: Option<usize>,
+    /// Pooling of the token vectors (default: the folder's Pooling module, found through
+    /// modules.json; mean without one). Wins over the folder, with a log line when they differ.
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// L2-normalise the sentence vectors (default: whether modules.json lists a Normalize
+    /// module). Wins over the folder, with a log line when they differ.
+    #[arg(long, value_name = "true|false")]
+    normalize: Option<bool>,
     /// Request bodies larger than this get 413 payload_too_large.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -187,11 +197,23 @@ fn run(args: Args) -> Result<()> {
         .model_dir
         .canonicalize()
         .with_context(|| format!("model dir {}", args.model_dir.display()))?;
-    let max_positions = model::max_positions(&model_dir)?;
-    if args.max_seq_length == 0 {
-        bail!("--max-seq-length must be at least 1");
+    // Everything the folder says, checked before any weight is read: a folder this server would
+    // serve wrong is refused here, in one line.
+    let resolved = folder::resolve(
+        &model_dir,
+        &Asked {
+            pooling: args.pooling,
+            normalize: args.normalize,
+            max_seq_length: args.max_seq_length,
+        },
+    )?;
+    for note in &resolved.notes {
+        eprintln!("seed-server: {note}");
     }
-    let max_seq_length = args.max_seq_length.min(max_positions);
+    let max_positions = resolved.max_positions;
+    let max_seq_length = resolved.max_seq_length;
+    let pooling = resolved.pooling.as_str();
+    let normalize = resolved.normalize;
     let (padding, truncation) = if args.no_padding_truncation {
         (Padding::None, false)
     } else {
@@ -202,6 +224,8 @@ fn run(args: Args) -> Result<()> {
         padding,
         truncation,
         max_seq_length,
+        pooling: resolved.pooling,
+        normalize,
     };
     let addr: SocketAddr = (args.host.as_str(), args.port)
         .to_socket_addrs()
@@ -255,7 +279,9 @@ fn run(args: Args) -> Result<()> {
             "max_body_bytes": args.max_body_bytes,
             "model": model_path,
             "model_id": args.model_id.clone().unwrap_or_else(|| model_path.clone()),
-            "model_type": {"embedding": {"pooling": "mean"}},
+            "model_type": {"embedding": {"pooling": pooling}},
+            "pooling": pooling,
+            "normalize": normalize,
             "dimensions": hidden_size,
             "backend": "candle",
             "candle_num_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
@@ -266,8 +292,9 @@ fn run(args: Args) -> Result<()> {
 
     eprintln!(
         "seed-server {}: variant={variant} workers={workers} threads={threads} lock={} sharing={} \
-         padding={} truncation={truncation} max_seq_length={max_seq_length} model={model_path} \
-         listen=http://{addr} pid={} (model ready in {:.2?})",
+         padding={} truncation={truncation} max_seq_length={max_seq_length} pooling={pooling} \
+         normalize={normalize} model={model_path} listen=http://{addr} pid={} \
+         (model ready in {:.2?})",
         env!("CARGO_PKG_VERSION"),
         args.lock.as_str(),
         args.sharing.as_str(),

@@ -1,7 +1,8 @@
 //! The model: a BERT from candle-transformers plus its tokenizer, loaded from a local folder
-//! (never a hub), with sentence-transformers' pooling: mean over the attention mask, then L2
-//! normalisation. For all-MiniLM-L6-v2 this gives the vectors of
-//! `SentenceTransformer(path).encode(texts, normalize_embeddings=True)`.
+//! (never a hub), with sentence-transformers' pooling (mean over the attention mask, the first
+//! token, or the max over the attention mask), then L2 normalisation when asked. For
+//! all-MiniLM-L6-v2 (mean, normalised) this gives the vectors of
+//! `SentenceTransformer(path).encode(texts)`. What the folder asks for is read by `folder.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Error as E, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use candle_transformers::models::bert::{BertModel, DTYPE};
 use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::folder;
 
 /// How inputs of one request are laid out for the forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -18,7 +21,8 @@ pub enum Padding {
     /// Pad a batch to its longest input (sentence-transformers' `padding=True`).
     Longest,
     /// Pad every batch to at least `max_seq_length` tokens (a tokenizer's fixed padding).
-    #[value(name = "max_length")]
+    /// `max-length` too: the spelling the Python launcher passes.
+    #[value(name = "max_length", alias = "max-length")]
     MaxLength,
     /// Never pad: each input of a batch gets its own forward pass (the article's tokenizer,
     /// `with_padding(None)`).
@@ -36,7 +40,39 @@ impl Padding {
     }
 }
 
-/// Tokenizer settings of a server (the same for every model copy it loads).
+/// How the token vectors of one input become its sentence vector (sentence-transformers'
+/// Pooling modes that this server implements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooling {
+    /// The mean of the token vectors under the attention mask.
+    Mean,
+    /// The first token's vector ([CLS]; inputs are padded on the right).
+    Cls,
+    /// Each dimension's max over the token vectors under the attention mask.
+    Max,
+}
+
+impl Pooling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+        }
+    }
+
+    /// The pooling of a sentence-transformers mode name, if this server implements it.
+    pub fn from_mode(mode: &str) -> Option<Pooling> {
+        match mode {
+            "mean" => Some(Pooling::Mean),
+            "cls" => Some(Pooling::Cls),
+            "max" => Some(Pooling::Max),
+            _ => None,
+        }
+    }
+}
+
+/// Tokenizer and pooling settings of a server (the same for every model copy it loads).
 #[derive(Clone, Debug)]
 pub struct ModelSettings {
     pub model_dir: PathBuf,
@@ -45,6 +81,9 @@ pub struct ModelSettings {
     pub truncation: bool,
     /// Tokens kept when truncating (special tokens included), as sentence-transformers'.
     pub max_seq_length: usize,
+    pub pooling: Pooling,
+    /// L2-normalise the pooled vector (the folder's Normalize module).
+    pub normalize: bool,
 }
 
 /// Where `Bert::embed_timed` spent its time.
@@ -78,37 +117,6 @@ impl From<candle_core::Error> for EmbedError {
     }
 }
 
-/// The positions a BERT config accepts (`max_position_embeddings`).
-pub fn max_positions(model_dir: &Path) -> Result<usize> {
-    Ok(read_config(model_dir)?.max_position_embeddings)
-}
-
-fn read_config(model_dir: &Path) -> Result<Config> {
-    let path = model_dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Refuse folders whose sentence-transformers pooling is not mean pooling: this server only
-/// does mean pooling and would silently give other vectors.
-fn check_pooling(model_dir: &Path) -> Result<()> {
-    let path = model_dir.join("1_Pooling").join("config.json");
-    if !path.is_file() {
-        return Ok(()); // a plain transformers folder: mean pooling is the usual choice
-    }
-    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let flag = |key: &str| conf.get(key).and_then(|v| v.as_bool()).unwrap_or(false);
-    if !flag("pooling_mode_mean_tokens")
-        || flag("pooling_mode_cls_token")
-        || flag("pooling_mode_max_tokens")
-    {
-        bail!("{}: only mean pooling is supported", path.display());
-    }
-    Ok(())
-}
-
 pub struct Bert {
     model: BertModel,
     /// Truncates to `max_seq_length`; never pads (padding is done here, per batch).
@@ -124,10 +132,11 @@ pub struct Bert {
 
 impl Bert {
     pub fn load(settings: &ModelSettings) -> Result<Bert> {
-        let dir = &settings.model_dir;
+        let dir: &Path = &settings.model_dir;
         let device = Device::Cpu;
-        let config = read_config(dir)?;
-        check_pooling(dir)?;
+        // Pooling and the modules were settled by `folder::resolve` before; the config is read
+        // again here (with its refusals) so that every caller of `load` gets a BERT or an error.
+        let config = folder::bert_config(dir)?;
 
         let tokenizer_file = dir.join("tokenizer.json");
         let mut base = Tokenizer::from_file(&tokenizer_file)
@@ -196,8 +205,8 @@ impl Bert {
         Ok(ids)
     }
 
-    /// Normalised sentence embeddings of `texts` (tokenisation included, as the article's
-    /// `predict` did it under the lock). `truncate: None` means the server's default.
+    /// Sentence embeddings of `texts` (tokenisation included, as the article's `predict` did it
+    /// under the lock). `truncate: None` means the server's default.
     pub fn embed(
         &self,
         texts: &[String],
@@ -228,7 +237,7 @@ impl Bert {
         Ok((vectors, phases))
     }
 
-    /// Normalised embeddings of already tokenised inputs, laid out as `padding` says (not the
+    /// Sentence embeddings of already tokenised inputs, laid out as `padding` says (not the
     /// server's setting: the bench compares layouts on one loaded model).
     pub fn embed_ids(
         &self,
@@ -268,23 +277,55 @@ impl Bert {
         let tokens = self
             .model
             .forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
-        let dim = self.hidden_size;
-        let flat: Vec<f32> = tokens.flatten_all()?.to_vec1()?;
-        Ok((0..rows)
-            .map(|row| {
-                pool(
-                    &flat[row * width * dim..(row + 1) * width * dim],
-                    &mask[row * width..(row + 1) * width],
-                    dim,
-                )
-            })
-            .collect())
+        Ok(pool_rows(
+            &tokens,
+            &mask,
+            self.settings.pooling,
+            self.settings.normalize,
+        )?)
     }
 }
 
-/// sentence-transformers' Pooling(mean) then Normalize: the mean of the token vectors under the
-/// attention mask (count clamped at 1e-9), divided by its L2 norm (clamped at 1e-12).
-fn pool(tokens: &[f32], mask: &[u32], dim: usize) -> Vec<f32> {
+/// The sentence vectors of a batch: `tokens` is the model's output [rows, width, dim], `mask`
+/// its attention mask, row after row.
+fn pool_rows(
+    tokens: &Tensor,
+    mask: &[u32],
+    pooling: Pooling,
+    normalize: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let (rows, width, dim) = tokens.dims3()?;
+    let flat: Vec<f32> = tokens.flatten_all()?.to_vec1()?;
+    Ok((0..rows)
+        .map(|row| {
+            pool(
+                &flat[row * width * dim..(row + 1) * width * dim],
+                &mask[row * width..(row + 1) * width],
+                dim,
+                pooling,
+                normalize,
+            )
+        })
+        .collect())
+}
+
+/// sentence-transformers' Pooling, then its Normalize when asked (L2 norm clamped at 1e-12).
+fn pool(tokens: &[f32], mask: &[u32], dim: usize, pooling: Pooling, normalize: bool) -> Vec<f32> {
+    let mut out = match pooling {
+        Pooling::Mean => mean(tokens, mask, dim),
+        // Padding is on the right, so the first token is [CLS] in every row.
+        Pooling::Cls => tokens[..dim].to_vec(),
+        Pooling::Max => max(tokens, mask, dim),
+    };
+    if normalize {
+        let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        out.iter_mut().for_each(|s| *s /= norm);
+    }
+    out
+}
+
+/// The mean of the token vectors under the attention mask (count clamped at 1e-9).
+fn mean(tokens: &[f32], mask: &[u32], dim: usize) -> Vec<f32> {
     let mut sum = vec![0f32; dim];
     let mut count = 0f32;
     for (vector, &m) in tokens.chunks_exact(dim).zip(mask) {
@@ -297,22 +338,75 @@ fn pool(tokens: &[f32], mask: &[u32], dim: usize) -> Vec<f32> {
     }
     let count = count.max(1e-9);
     sum.iter_mut().for_each(|s| *s /= count);
-    let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-    sum.iter_mut().for_each(|s| *s /= norm);
     sum
+}
+
+/// Each dimension's max over the token vectors under the attention mask (padding counts as
+/// -inf, as sentence-transformers masks it).
+fn max(tokens: &[f32], mask: &[u32], dim: usize) -> Vec<f32> {
+    let mut out = vec![f32::NEG_INFINITY; dim];
+    for (vector, &m) in tokens.chunks_exact(dim).zip(mask) {
+        if m != 0 {
+            for (o, v) in out.iter_mut().zip(vector) {
+                *o = o.max(*v);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::pool;
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
 
     #[test]
     fn pooling_ignores_padding_and_normalises() {
         // two tokens of dim 2 plus one padding token that must not count
         let tokens = [3.0, 0.0, 1.0, 4.0, 100.0, 100.0];
-        let out = pool(&tokens, &[1, 1, 0], 2);
+        let out = pool(&tokens, &[1, 1, 0], 2, Pooling::Mean, true);
         let (x, y) = (2.0f32, 2.0f32);
         let n = (x * x + y * y).sqrt();
         assert!((out[0] - x / n).abs() < 1e-6 && (out[1] - y / n).abs() < 1e-6);
+    }
+
+    /// Two rows of width 3, dim 2: the first has a padding token (huge values that must never
+    /// show), the second none; negative values so that max pooling is not a matter of zeros.
+    fn batch() -> (Tensor, Vec<u32>) {
+        let tokens = Tensor::from_vec(
+            vec![
+                1.0f32, -2.0, 3.0, -4.0, 100.0, 100.0, // row 0: two tokens + padding
+                -1.0, -5.0, 2.0, 6.0, -3.0, 1.0, // row 1: three tokens
+            ],
+            (2, 3, 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        (tokens, vec![1, 1, 0, 1, 1, 1])
+    }
+
+    #[test]
+    fn mean_cls_and_max_pooling_of_a_tiny_batch() {
+        let (tokens, mask) = batch();
+        let mean = pool_rows(&tokens, &mask, Pooling::Mean, false).unwrap();
+        assert!(close(&mean[0], &[2.0, -3.0]) && close(&mean[1], &[-2.0 / 3.0, 2.0 / 3.0]));
+        let cls = pool_rows(&tokens, &mask, Pooling::Cls, false).unwrap();
+        assert!(close(&cls[0], &[1.0, -2.0]) && close(&cls[1], &[-1.0, -5.0]));
+        let max = pool_rows(&tokens, &mask, Pooling::Max, false).unwrap();
+        assert!(close(&max[0], &[3.0, -2.0]) && close(&max[1], &[2.0, 6.0]));
+    }
+
+    #[test]
+    fn normalisation_only_when_asked() {
+        let (tokens, mask) = batch();
+        let cls = pool_rows(&tokens, &mask, Pooling::Cls, true).unwrap();
+        let n = 5f32.sqrt();
+        assert!(close(&cls[0], &[1.0 / n, -2.0 / n]));
+        let max = pool_rows(&tokens, &mask, Pooling::Max, true).unwrap();
+        let n = 40f32.sqrt();
+        assert!(close(&max[1], &[2.0 / n, 6.0 / n]));
     }
 }

@@ -3,8 +3,8 @@
 //! plan through PyTorch).
 //!
 //! It reads a plan (JSON) and prints one JSON object:
-//! - `forward`: `Bert::embed_ids` (forward pass + mean pooling, the code /predict runs once its
-//!   input is tokenised) over given batches of token ids, laid out as each case says
+//! - `forward`: `Bert::embed_ids` (forward pass + the folder's pooling, the code /predict runs
+//!   once its input is tokenised) over given batches of token ids, laid out as each case says
 //!   (`longest`, `none`: one pass per input, `max_length`);
 //! - `streams`: the same, from K threads at once on the one shared model, as K actix workers
 //!   behind the RwLock run it (no lock here: a read lock never waits);
@@ -28,6 +28,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use seed_server::folder::{self, Asked};
 use seed_server::model::{Bert, ModelSettings, Padding};
 use seed_server::threads::configure_threads;
 
@@ -53,9 +54,10 @@ struct Args {
     /// ... and at least this many times.
     #[arg(long, default_value_t = 10)]
     min_runs: usize,
-    /// Tokens `max_length` padding pads to (the server's --max-seq-length).
-    #[arg(long, default_value_t = 256)]
-    max_seq_length: usize,
+    /// Tokens `max_length` padding pads to (the server's --max-seq-length; default: the
+    /// folder's, as the server).
+    #[arg(long)]
+    max_seq_length: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,11 +315,21 @@ fn run(args: Args) -> Result<()> {
         let model_dir = dir
             .canonicalize()
             .with_context(|| format!("model dir {}", dir.display()))?;
+        // The folder's own pooling and normalisation, as the server without flags.
+        let resolved = folder::resolve(
+            &model_dir,
+            &Asked {
+                max_seq_length: args.max_seq_length,
+                ..Asked::default()
+            },
+        )?;
         Some(Bert::load(&ModelSettings {
             model_dir,
             padding: Padding::Longest,
             truncation: true,
-            max_seq_length: args.max_seq_length,
+            max_seq_length: resolved.max_seq_length,
+            pooling: resolved.pooling,
+            normalize: resolved.normalize,
         })?)
     };
     let mut forward = Vec::new();
