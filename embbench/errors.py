@@ -40,6 +40,11 @@ class ModelNotFoundError(UsageError):
     pass
 
 
+class ModelError(UsageError):
+    """A model folder that cannot be served as sentence-transformers computes it: broken, or a
+    module or field embbench does not support. The message names it, on one line."""
+
+
 class PeerUnavailableError(UsageError):
     """A peer server (TEI, infinity) cannot be started here; the message says what to do."""
 

@@ -29,7 +29,8 @@ from embbench.cli.render import (
 )
 from embbench.config import run as cfg
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
-from embbench.report.sections.capacity import DEFAULT_PRICE_PER_CORE_HOUR
+from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR
+from embbench.report.sections.capacity import HEADINGS as CAPACITY_HEADINGS
 
 app = typer.Typer(
     add_completion=False,
@@ -178,7 +179,9 @@ def capacity(
         found = run_capacity(config, target, progress)
     print_table(
         f"capacity at p99 <= {slo_p99_ms:g} ms (run {found.run.run_dir.name})",
-        ["variant", "status", "rps at target", "p99 ms", "CPU %", "PSS MB", "CPU ms/embedding"],
+        [CAPACITY_HEADINGS[k] for k in ("label", "status", "qps_at_slo", "p99_at_slo_ms",
+                                         "cpu_pct_at_slo", "pss_mb_at_slo",
+                                         "cpu_ms_per_embedding")],
         [
             [str(r["label"]), str(r["status"]), fmt(r.get("qps_at_slo")),
              fmt(r.get("p99_at_slo_ms")), fmt(r.get("cpu_pct_at_slo"), 0),
@@ -215,6 +218,43 @@ def load_worker(
     raise typer.Exit(run_worker(master_host, master_port, payloads, protocol, processes))
 
 
+@app.command("model")
+@friendly
+def model_cmd(
+    path: str | None = typer.Argument(None, help="Model folder (default: the bundled model)."),
+    backend: str = typer.Option(
+        "torch,onnx", "--backend", help="Comma-separated: torch, onnx, int8 (onnx quantised)."
+    ),
+) -> None:
+    """The model as embbench reads it, and each backend's embeddings against
+    sentence-transformers' (cosine per input). Exit 2: refused; 1: a backend disagrees."""
+    from embbench.config.model import resolve_spec
+    from embbench.run.quality import check_model
+
+    spec = resolve_spec(path)
+    facts = spec.describe()
+    print_table(
+        f"model {spec.name}",
+        ["field", "value"],
+        [[k, ", ".join(v) if isinstance(v, list) else fmt(v)] for k, v in facts.items()],
+    )
+    checks = check_model(spec, [b.strip() for b in backend.split(",") if b.strip()])
+    inputs = list(checks[0].cosines) if checks else []
+    print_table(
+        "cosine to SentenceTransformer.encode (the lower of batched and one at a time)",
+        ["backend", *inputs, "norm error", "threshold", "result"],
+        [
+            [c.backend, *(f"{c.cosines[i]:.5f}" for i in inputs), f"{c.norm_error:.1e}",
+             f"{c.threshold:g}", "ok" if c.passed else "DISAGREES"]
+            for c in checks
+        ],
+    )  # fmt: skip
+    failed = [c.backend for c in checks if not c.passed]
+    if failed:
+        err_console.print(f"[red]disagrees with sentence-transformers[/]: {', '.join(failed)}")
+        raise typer.Exit(int(ExitStatus.CELL_FAILED))
+
+
 @app.command("report")
 @friendly
 def report_cmd(
@@ -237,7 +277,7 @@ def report_cmd(
         run_dir, out=out, baseline=baseline, force=force, price_per_core_hour=price
     )
     render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
-    for line in _winner_lines(published.table):
+    for line in _winner_lines(published.view.winners):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {published.markdown}")
     for chart in published.charts:
@@ -314,11 +354,10 @@ def ceiling(
     )  # fmt: skip
 
 
-def _winner_lines(table: Any) -> list[str]:
-    from embbench.report.compare import winners
-
+def _winner_lines(winners: Any) -> list[str]:
+    """One line per level of compare.winners' table."""
     lines = []
-    for record in winners(table).to_dict("records"):
+    for record in winners.to_dict("records"):
         head = f"winner at {record.get('level')}: "
         if record.get("decided"):
             lines.append(

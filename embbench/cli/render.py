@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from embbench.results import columns
+from embbench.results import columns, levels
 from embbench.run.plan import Cell
 from embbench.run.progress import Progress as RunProgress
 
@@ -78,10 +78,7 @@ def render_rows(rows: Sequence[Mapping[str, Any]], title: str) -> None:
 
 def _level(row: Mapping[str, Any]) -> str:
     """Users of a closed loop (`10`), or an open loop's offered rate (`40 rps`)."""
-    rate = row.get("offered_rps")
-    if isinstance(rate, int | float) and rate == rate and rate > 0:
-        return f"{rate:g} rps"
-    return fmt(row.get("concurrency"))
+    return levels.short(levels.label_of(row))
 
 
 def status_text(row: Mapping[str, Any]) -> str:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from scipy.stats import binom
 
 from embbench.load import measure
+from embbench.results.cpu import server_cpu_ms
 
 Verdict = Literal["pass", "fail", "too_close"]
 Status = Literal["found", "indeterminate", "none"]
@@ -45,7 +47,7 @@ def quantile_interval(
     n = len(x)
     if n == 0:
         return None, -math.inf, math.inf
-    cdf = _binomial_cdf(n, q)
+    cdf = binom.cdf(np.arange(n + 1), n, q)  # P(B <= k) for k = 0..n
     alpha = 1.0 - confidence
     # Ranks are 1-based: rank j is x[j - 1]; cdf[j - 1] = P(B <= j - 1).
     lows = np.nonzero(cdf <= alpha / 2)[0]
@@ -53,21 +55,6 @@ def quantile_interval(
     low = float(x[lows[-1]]) if len(lows) and lows[-1] >= 1 else -math.inf
     high = float(x[highs[0]]) if len(highs) and highs[0] < n else math.inf
     return float(np.percentile(x, q * 100)), low, high
-
-
-def _binomial_cdf(n: int, p: float) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """P(B <= k) for k = 0..n, B ~ Binomial(n, p), in log space (no overflow at n = 1e6)."""
-    k = np.arange(n + 1, dtype=np.float64)
-    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
-    log_pmf = (
-        log_factorial[n]
-        - log_factorial
-        - log_factorial[::-1]
-        + k * math.log(p)
-        + (n - k) * math.log1p(-p)
-    )
-    cdf: np.ndarray[Any, np.dtype[np.float64]] = np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
-    return cdf
 
 
 def verdict_of(
@@ -188,7 +175,7 @@ class CapacityResult:
             "p99_at_slo_ms": self.p99_at_slo_ms,
             "cpu_pct_at_slo": cpu,
             "pss_mb_at_slo": row.get("pss_mb_max"),
-            "cpu_ms_per_embedding": cpu * 10.0 / rps if cpu is not None and rps else None,
+            "cpu_ms_per_embedding": server_cpu_ms(cpu, rps) if cpu is not None and rps else None,
             "probes": len(self.probes),
             "reason": self.reason,
         }

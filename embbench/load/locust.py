@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embbench.load.schedule import ARRIVALS, run_seconds, schedule_seconds
+from embbench.load import loops
+from embbench.load.loops.base import Loop
 from embbench.machine.children import spawn_group, stop_group
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -33,9 +34,9 @@ class LoadSpec:
     # Workers on other machines (Locust's distributed mode): the master waits for this many.
     expect_workers: int = 0
     master_port: int = 5557
-    # Open loop when rate > 0: arrivals per second (all processes together) at the times of a
-    # seeded schedule `schedule_s` long (see open_timing); `users` is then ignored (one user per
-    # Locust process). Beyond `max_inflight` outstanding requests an arrival is dropped.
+    # Open loop when rate > 0 (loops/open.py): arrivals per second (all processes together) at
+    # the times of a seeded schedule `schedule_s` long (open_timing); `users` is then ignored (one
+    # user per Locust process). Beyond `max_inflight` outstanding requests an arrival is dropped.
     # `connections` (0: as many as max_inflight) caps the open connections; fewer than the cap
     # makes arrivals wait in the client, as wrk2's -c does, and that wait counts as lateness.
     rate: float = 0.0
@@ -49,8 +50,9 @@ class LoadSpec:
     check_rate: int = 0
 
     @property
-    def open_loop(self) -> bool:
-        return self.rate > 0
+    def loop(self) -> Loop:
+        """The loop these fields describe (embbench.load.loops)."""
+        return loops.loop_of(self)
 
     @property
     def load_processes(self) -> int:
@@ -58,16 +60,8 @@ class LoadSpec:
         return self.expect_workers or max(1, self.processes)
 
 
-def open_timing(warmup: float, duration: float) -> tuple[float, float]:
-    """(schedule_s, run_time) of an open cell: the schedule covers warmup, window and a tail;
-    Locust runs as long as the schedule plus its start lead and a margin to stop, and stops by
-    itself (the orchestrator waits for it instead of stopping it once the window is over)."""
-    schedule_s = schedule_seconds(warmup, duration)
-    return schedule_s, run_seconds(schedule_s)
-
-
 def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[str, str]]:
-    users = spec.load_processes if spec.open_loop else spec.users
+    users, loop_args = spec.loop.locust_args(spec)
     argv = [
         sys.executable,
         "-m",
@@ -92,7 +86,7 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         "--exit-code-on-error",
         "0",
     ]
-    argv += _open_loop_args(spec) if spec.open_loop else ["EmbeddingUser"]
+    argv += loop_args
     if spec.check_rate > 0:
         argv += ["--embbench-check-rate", str(spec.check_rate)]
     if spec.processes > 1:
@@ -116,28 +110,6 @@ def locust_command(spec: LoadSpec, payload_file: Path) -> tuple[list[str], dict[
         PYTHONUNBUFFERED="1",
     )
     return argv, env
-
-
-def _open_loop_args(spec: LoadSpec) -> list[str]:
-    if spec.arrival not in ARRIVALS:
-        raise ValueError(f"unknown arrival process {spec.arrival!r}")
-    if spec.schedule_s <= 0 or spec.run_time < run_seconds(spec.schedule_s):
-        raise ValueError(
-            f"an open loop needs schedule_s > 0 and run_time >= {run_seconds(spec.schedule_s):.1f} "
-            f"s (open_timing); got {spec.schedule_s} and {spec.run_time}"
-        )
-    if spec.max_inflight < 1 or spec.connections < 0:
-        raise ValueError("max_inflight must be >= 1 and connections >= 0")
-    # Options, not environment: Locust sends them on to workers on other machines.
-    return [
-        "OpenLoopUser",
-        "--embbench-rate", repr(spec.rate),
-        "--embbench-arrival", spec.arrival,
-        "--embbench-seed", str(spec.seed),
-        "--embbench-schedule-s", repr(spec.schedule_s),
-        "--embbench-max-inflight", str(spec.max_inflight),
-        "--embbench-connections", str(spec.connections),
-    ]  # fmt: skip
 
 
 class LoadProcess:

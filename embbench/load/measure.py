@@ -1,4 +1,7 @@
-"""Numbers of one cell from its raw records: requests in the window, samples in the window."""
+"""Numbers of one cell from its raw records: requests in the window, samples in the window.
+
+Which of them a cell uses, and over which window, is its loop's choice (embbench.load.loops).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embbench.machine.sampler import Sample
+from embbench.results import levels
 
 # start (epoch s), latency ms, status, error, bytes, scheduled (epoch s; = start in a closed loop).
 # Functions of the closed loop read only the first five.
@@ -62,7 +66,7 @@ def summarize_requests(rows: Sequence[RequestRow], duration: float) -> dict[str,
     kinds = Counter(r[3] or ("http" if r[2] != 200 else "") for r in rows)
     failures = sum(count for kind, count in kinds.items() if kind)
     out: dict[str, Any] = {
-        "load_model": "closed",
+        "load_model": levels.CLOSED,
         "requests": len(rows),
         "failures": failures,
         "duration_s": duration,
@@ -134,7 +138,7 @@ def summarize_open(
     late = np.array([(r[0] - r[5]) * 1000.0 for r in sent], dtype=np.float64)
     late_p99 = float(np.percentile(late, 99)) if len(late) else None
     out.update(
-        load_model="open",
+        load_model=levels.OPEN,
         offered_rps=offered_rps,
         arrivals=len(arrivals),
         arrival_rps=len(arrivals) / duration if duration > 0 else 0.0,

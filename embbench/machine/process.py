@@ -7,11 +7,10 @@ and it is stopped in `finally` whatever happened.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -141,17 +140,3 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running_server(
-    spec: LaunchSpec, log_path: Path, url: str, *, timeout: float = 180.0
-) -> Iterator[ServerProcess]:
-    """Start, wait until healthy, yield, and stop in `finally` (tests and `serve` use this)."""
-    server = ServerProcess(spec, log_path)
-    try:
-        server.start()
-        server.wait_ready(url, timeout)
-        yield server
-    finally:
-        server.stop()

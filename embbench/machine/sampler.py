@@ -140,9 +140,6 @@ class Sampler:
             self._thread.join(timeout=5)
         return list(self._samples)
 
-    def latest(self) -> Sample | None:
-        return self._samples[-1] if self._samples else None
-
 
 # The machine counts as quiet below this share of all its cores (what a previous cell's server
 # or a ceiling measurement leaves spinning down); waiting never takes longer than QUIET_MAX_S.

@@ -1,7 +1,7 @@
 """Comparisons: each label against a baseline in one run, two runs side by side, winners.
 
-Pure functions of DataFrames (stats.aggregate's), rendered by report.py and the CLI. Every
-verdict comes from verdicts.py: within a run, label A's repeat r pairs with label B's repeat r
+Pure functions of DataFrames (stats.aggregate's), rendered by sections/ and compare_markdown.py.
+Every verdict is a verdicts.Comparison: within a run, label A's repeat r pairs with label B's r
 (they ran close together, in counterbalanced order) and the paired t-interval of the log ratio
 decides; across two runs nothing pairs, so Welch's t on the logs does. "significant" only where
 that interval excludes 1; otherwise "tie" within the noise it states, or "too few repeats".
@@ -16,15 +16,15 @@ from typing import Any
 import pandas as pd
 
 from embbench.report import verdicts
-from embbench.report.stats import _ratio, aggregate, level_order, records, resolve_label
-from embbench.report.verdicts import Verdict
+from embbench.report.stats import aggregate, level_order, ratio, records, resolve_label
+from embbench.report.verdicts import Comparison
 from embbench.results.folder import RunData
 
 # (short name, column) of what baseline comparisons judge: throughput, then median latency.
 JUDGED = (("rps", "rps"), ("p50", "latency_p50_ms"))
 
 
-def paired(a: Mapping[str, Any], b: Mapping[str, Any], column: str) -> Verdict:
+def compare_cells(a: Mapping[str, Any], b: Mapping[str, Any], column: str) -> Comparison:
     """b against a on `column`, pairing the ok repeats the two cells share."""
     by_a, by_b = _by_repeat(a, column), _by_repeat(b, column)
     shared = sorted(set(by_a) & set(by_b))
@@ -54,12 +54,10 @@ def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
             "baseline": baseline,
         }
         for name, column in JUDGED:
-            verdict = (
-                paired(ref, row, column) if ref is not None else verdicts.compare_paired([], [])
-            )
+            verdict = compare_cells(ref, row, column) if ref is not None else verdicts.NO_PAIRS
             # The point estimate is the ratio of the medians the tables show; the verdict's
             # interval is about the paired repeats.
-            out[f"{name}_ratio"] = _ratio(row[column], math.nan if ref is None else ref[column])
+            out[f"{name}_ratio"] = ratio(row[column], math.nan if ref is None else ref[column])
             out[f"{name}_ratio_ci_low"], out[f"{name}_ratio_ci_high"] = verdict.low, verdict.high
             out[f"{name}_verdict"] = verdict.word
             out[f"{name}_noise_pct"] = verdict.noise_pct
@@ -88,7 +86,7 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
             )
         )  # fmt: skip
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-        verdict = None if second is None else paired(second, best, "rps")
+        verdict = None if second is None else compare_cells(second, best, "rps")
         rows.append(
             {
                 "concurrency": best["concurrency"],
@@ -99,7 +97,7 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
                 "loadgen_saturated": bool(best["loadgen_saturated"]),
                 "runner_up": None if second is None else second["label"],
                 "runner_up_rps": math.nan if second is None else float(second["rps"]),
-                "margin": math.nan if second is None else _ratio(best["rps"], second["rps"]),
+                "margin": math.nan if second is None else ratio(best["rps"], second["rps"]),
                 # Alone at its level: nothing to beat, so nothing to decide.
                 "decided": second is None or bool(verdict and verdict.significant),
                 "verdict": "only label" if verdict is None else verdict.describe(),
@@ -138,15 +136,15 @@ def compare_runs(a: RunData, b: RunData) -> pd.DataFrame:
                 "level": row["level"],
                 "rps_a": row["rps_a"],
                 "rps_b": row["rps_b"],
-                "rps_ratio": _ratio(row["rps_b"], row["rps_a"]),
+                "rps_ratio": ratio(row["rps_b"], row["rps_a"]),
                 "rps_ratio_ci_low": verdict.low,
                 "rps_ratio_ci_high": verdict.high,
                 "significant": verdict.significant,
                 "verdict": verdict.describe(),
-                "p50_ratio": _ratio(row["latency_p50_ms_b"], row["latency_p50_ms_a"]),
-                "p99_ratio": _ratio(row["latency_p99_ms_b"], row["latency_p99_ms_a"]),
-                "cpu_ratio": _ratio(row["cpu_pct_mean_b"], row["cpu_pct_mean_a"]),
-                "pss_ratio": _ratio(row["pss_mb_max_b"], row["pss_mb_max_a"]),
+                "p50_ratio": ratio(row["latency_p50_ms_b"], row["latency_p50_ms_a"]),
+                "p99_ratio": ratio(row["latency_p99_ms_b"], row["latency_p99_ms_a"]),
+                "cpu_ratio": ratio(row["cpu_pct_mean_b"], row["cpu_pct_mean_a"]),
+                "pss_ratio": ratio(row["pss_mb_max_b"], row["pss_mb_max_a"]),
             }
         )
     order = {label: i for i, label in enumerate(dict.fromkeys([*agg_a["label"], *agg_b["label"]]))}

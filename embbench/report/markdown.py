@@ -1,10 +1,14 @@
-"""Markdown tables and numbers, as report.md and the capacity section write them."""
+"""Markdown tables and the text of their cells, as report.md's sections and `embbench compare`
+write them."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from embbench.results import levels
 
 # Columns of words, aligned left; every other column holds numbers, aligned right.
 TEXT_HEADINGS = frozenset(
@@ -35,3 +39,23 @@ def num(value: Any, digits: int) -> str:
 def with_ci(value: Any, low: Any, high: Any, digits: int) -> str:
     text, low_text = num(value, digits), num(low, digits)
     return text if "–" in (text, low_text) else f"{text} ({low_text}–{num(high, digits)})"
+
+
+def headings(text: str) -> list[str]:
+    """A table's headings written as one string: `"label, level"` -> ["label", "level"]."""
+    return text.split(", ")
+
+
+def level_cell(row: Mapping[str, Any]) -> str:
+    """`10` for a closed loop of 10 users, `40 rps` for an open loop."""
+    level = str(row.get("level") or "")
+    return levels.short(level) if level else f"{float(row['concurrency']):g}"
+
+
+def setting(value: Any) -> str:
+    """A setting's value as report.md writes it: mappings as k=v, lists joined, JSON else."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={setting(v)}" for k, v in value.items() if v is not None)
+    if isinstance(value, list | tuple):
+        return ", ".join(setting(v) for v in value)
+    return value if isinstance(value, str) else json.dumps(value)

@@ -8,18 +8,31 @@ from pathlib import Path
 import pandas as pd
 
 from embbench.errors import ResultsError
-from embbench.report import document as report
-from embbench.report.charts.registry import write_charts
-from embbench.report.sections.capacity import DEFAULT_PRICE_PER_CORE_HOUR
+from embbench.report.charts import write_charts
+from embbench.report.compare import compare_runs
+from embbench.report.compare_markdown import render_compare_markdown
+from embbench.report.document import render_markdown
+from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR
+from embbench.report.view import RunView
 from embbench.results.folder import RunData, latest_run, load_run
 
 
 @dataclass(frozen=True)
 class Published:
-    run: RunData
+    """What `embbench report` wrote, and the view it wrote it from (its aggregate, winners)."""
+
+    view: RunView
     markdown: Path
     charts: list[Path]
-    table: pd.DataFrame
+
+    @property
+    def run(self) -> RunData:
+        return self.view.run
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Medians per (label, level): the view's aggregate."""
+        return self.view.agg
 
 
 def publish_report(
@@ -36,18 +49,19 @@ def publish_report(
     """
     path = run_dir if run_dir is not None else latest_run(out)
     run = load_run(path)
-    markdown = path / "report.md"
+    markdown = run.folder.report
     if markdown.exists() and not force:
         raise ResultsError(f"{markdown} exists; pass --force to write it again")
+    view = RunView(run)  # read once: the charts, every section and the caller share it
     if baseline is not None:
-        report.compare_to_baseline(report.aggregate(run.summary), baseline)  # fail before writing
-    charts = write_charts(run, path / "charts")
+        view.against(baseline)  # an unknown baseline fails before anything is written
+    charts = write_charts(view, run.folder.charts)
     links = [str(p.relative_to(path)) for p in charts]
-    markdown.write_text(report.render_markdown(run, baseline, links, price_per_core_hour))
-    return Published(run, markdown, charts, report.aggregate(run.summary))
+    markdown.write_text(render_markdown(view, baseline, links, price_per_core_hour))
+    return Published(view, markdown, charts)
 
 
 def publish_compare(a: Path, b: Path) -> tuple[pd.DataFrame, str]:
     run_a, run_b = load_run(a), load_run(b)
-    table = report.compare_runs(run_a, run_b)
-    return table, report.render_compare_markdown(run_a, run_b, table)
+    table = compare_runs(run_a, run_b)
+    return table, render_compare_markdown(run_a, run_b, table)

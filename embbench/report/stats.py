@@ -1,6 +1,7 @@
 """The numbers of a run: medians over repeats and their spread.
 
-Pure functions of DataFrames; report.py puts them into words and charts.py into pictures.
+Pure functions of DataFrames; a report reads them once through view.py, sections/ puts them into
+words and charts/ into pictures.
 Comparisons between labels live in compare.py, on verdicts.py's methods. The interval given
 with a median is the 95 % Student-t interval of the geometric mean over the ok repeats (the
 log scale, as verdicts.py compares): with two repeats it is honestly wide, where a percentile
@@ -10,7 +11,7 @@ bootstrap would return the range of the two values and call it 95 %.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 
 from embbench.errors import UsageError
 from embbench.report import verdicts
-from embbench.results import columns
+from embbench.results import columns, levels
 from embbench.results.columns import SUMMARY_COLUMNS
 from embbench.results.folder import OK
 
@@ -58,7 +59,7 @@ def prepare(summary: pd.DataFrame) -> pd.DataFrame:
     for column in ERROR_COLUMNS:
         frame[column] = frame[column].fillna(0)
     # Runs before the open loop have no load_model: every cell was a closed loop.
-    frame["load_model"] = frame["load_model"].where(frame["load_model"].notna(), "closed")
+    frame["load_model"] = frame["load_model"].where(frame["load_model"].notna(), levels.CLOSED)
     frame["level"] = [
         level_name(c, r) for c, r in zip(frame["concurrency"], frame["offered_rps"], strict=True)
     ]
@@ -87,9 +88,14 @@ def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
     named (`failed_cells`). `<col>_ci_low/_ci_high` hold the 95 % t-interval of the geometric
     mean (see the module docstring) where there are at least two ok repeats, NaN otherwise;
     `<col>_values` and `<col>_by_repeat` keep the per-repeat values for comparisons.
-    Flags are true when any repeat of the cell carries them.
+    Flags are true when any repeat of the cell carries them. A report aggregates its run once,
+    in its view (report/view.py), with `aggregate_prepared`.
     """
-    frame = prepare(summary)
+    return aggregate_prepared(prepare(summary))
+
+
+def aggregate_prepared(frame: pd.DataFrame) -> pd.DataFrame:
+    """`aggregate` of a summary `prepare` has already made ready."""
     rows: list[dict[str, Any]] = []
     for (label, concurrency, level), group in _cells(frame):
         ok = group[group["status"] == OK]
@@ -147,9 +153,9 @@ def resolve_label(agg: pd.DataFrame, name: str) -> str:
     raise UsageError(f"unknown baseline {name!r}; labels in this run: {', '.join(labels)}")
 
 
-def failed_cells(summary: pd.DataFrame) -> pd.DataFrame:
-    """The cells whose status is not ok, with the reason the run recorded."""
-    frame = prepare(summary)
+def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose status is not ok, with the reason the run recorded (of a prepared
+    summary: `prepare`'s)."""
     failed = frame[frame["status"] != OK]
     rows = [
         {
@@ -202,16 +208,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def level_name(concurrency: Any, offered_rps: Any) -> str:
-    """What a cell's load was: `c=10` (closed loop, 10 users) or `40 rps` (open loop)."""
-    rate = number_or_zero(offered_rps)
-    return f"{rate:g} rps" if rate > 0 else f"c={number_or_zero(concurrency):g}"
+    """What a cell's load was: `c=10` (closed loop, 10 users) or `40 rps` (open loop); the
+    label is built in results/levels.py, as the loops build it."""
+    return levels.label(concurrency, offered_rps)
 
 
 def level_order(level: str) -> tuple[int, float]:
     """Closed-loop levels first, by users, then open-loop levels, by rate."""
-    if level.startswith("c="):
-        return 0, float(level[2:])
-    return 1, float(level.split()[0])
+    return levels.order(level)
 
 
 def _cells(frame: pd.DataFrame) -> list[tuple[tuple[str, int, str], pd.DataFrame]]:
@@ -265,7 +269,8 @@ def number_or_zero(value: Any) -> float:
     return 0.0 if math.isnan(number) else number
 
 
-def _ratio(numerator: Any, denominator: Any) -> float:
+def ratio(numerator: Any, denominator: Any) -> float:
+    """numerator / denominator; NaN where either is missing or the denominator is not > 0."""
     try:
         num, den = float(numerator), float(denominator)
     except (TypeError, ValueError):
@@ -284,14 +289,6 @@ def mean_interval(values: Iterable[float]) -> Interval | None:
     half *= float(logs.std(ddof=1)) / math.sqrt(data.size)
     center = float(logs.mean())
     return math.exp(center - half), math.exp(center + half)
-
-
-def spans_one(interval: Interval | None) -> bool:
-    return interval is not None and interval[0] <= 1.0 <= interval[1]
-
-
-def _values(value: Any) -> Sequence[float]:
-    return tuple(value) if isinstance(value, tuple | list) else ()
 
 
 def _finite(values: Iterable[float]) -> npt.NDArray[np.float64]:

@@ -7,7 +7,7 @@ one repeat to the next is shared by both labels of a repeat and cancels. `compar
 (Welch t on the logs) is for values with no pairing, such as two different runs.
 
 Where no valid interval exists the word is "too few repeats", never "significant". The t
-quantile is computed here: scipy is only a transitive dependency (of sentence-transformers).
+quantile is computed here (it predates scipy as a dependency); the binomial CDF is scipy's.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
+
+from scipy.stats import binom
 
 SIGNIFICANT = "significant"
 TIE = "tie"
@@ -34,9 +36,10 @@ _ZERO_SPREAD = 1e-12
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """b against a. noise_pct is exp(h) - 1 in %, h the interval's half-width in logs: the
-    smallest ratio above 1 that this comparison would have called significant."""
+class Comparison:
+    """b against a: the ratio, its interval, and the verdict (`word`) they give. noise_pct is
+    exp(h) - 1 in %, h the interval's half-width in logs: the smallest ratio above 1 that this
+    comparison would have called significant."""
 
     ratio: float  # b / a: geometric mean of the paired ratios, or ratio of geometric means
     low: float  # the confidence interval of the ratio; nan when there is none
@@ -60,7 +63,7 @@ class Verdict:
 
 def compare_paired(
     a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
-) -> Verdict:
+) -> Comparison:
     """b against a, pairing a[r] with b[r]; a t interval on the mean of log(b / a), n - 1 df.
 
     Pairs where either value is not finite or not positive are dropped. Fewer than two pairs
@@ -84,7 +87,7 @@ def compare_paired(
 
 def compare_unpaired(
     a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
-) -> Verdict:
+) -> Comparison:
     """b against a with no pairing: Welch t on the logs, Welch–Satterthwaite df.
 
     Needs at least two usable (finite, positive) values on each side, else "too few repeats".
@@ -193,11 +196,11 @@ def min_requests_for_quantile(
     if beyond < 0:
         raise ValueError(f"beyond must be >= 0, got {beyond}")
     lo, hi = beyond + 1, 2 * (beyond + 1)
-    while _binom_cdf(beyond, hi, 1 - quantile) > 1 - confidence:
+    while binom.cdf(beyond, hi, 1 - quantile) > 1 - confidence:
         lo, hi = hi, 2 * hi
     while lo < hi:  # the cdf falls as n grows: bisect for the first n that passes
         mid = (lo + hi) // 2
-        if _binom_cdf(beyond, mid, 1 - quantile) > 1 - confidence:
+        if binom.cdf(beyond, mid, 1 - quantile) > 1 - confidence:
             lo = mid + 1
         else:
             hi = mid
@@ -237,15 +240,17 @@ def t_quantile(p: float, df: float) -> float:
     return t
 
 
-def _interval(mean: float, se: float, df: float, n: int, confidence: float, method: str) -> Verdict:
+def _interval(
+    mean: float, se: float, df: float, n: int, confidence: float, method: str
+) -> Comparison:
     half = t_quantile(1 - (1 - confidence) / 2, df) * se
     low, high = mean - half, mean + half
     word = SIGNIFICANT if low > 0 or high < 0 else TIE
     noise = math.expm1(half) * 100
-    return Verdict(math.exp(mean), math.exp(low), math.exp(high), n, method, word, noise)
+    return Comparison(math.exp(mean), math.exp(low), math.exp(high), n, method, word, noise)
 
 
-def _no_spread(mean: float, n: int, method: str) -> Verdict:
+def _no_spread(mean: float, n: int, method: str) -> Comparison:
     """Identical log ratios in every pair: the t interval has zero width and can't be trusted.
 
     This happens only with values on a grid (rounded latencies), and then it can happen under
@@ -257,14 +262,18 @@ def _no_spread(mean: float, n: int, method: str) -> Verdict:
     """
     ratio = math.exp(mean)
     if abs(mean) <= _ZERO_SPREAD:
-        return Verdict(1.0, 1.0, 1.0, n, method, TIE, 0.0)
+        return Comparison(1.0, 1.0, 1.0, n, method, TIE, 0.0)
     if n < 3:
         return _too_few(ratio, n)
-    return Verdict(ratio, ratio, ratio, n, method, SIGNIFICANT, 0.0)
+    return Comparison(ratio, ratio, ratio, n, method, SIGNIFICANT, 0.0)
 
 
-def _too_few(ratio: float, n: int) -> Verdict:
-    return Verdict(ratio, math.nan, math.nan, n, NONE, TOO_FEW, math.nan)
+def _too_few(ratio: float, n: int) -> Comparison:
+    return Comparison(ratio, math.nan, math.nan, n, NONE, TOO_FEW, math.nan)
+
+
+# Nothing to compare with (no baseline cell at a level): too few repeats, no ratio.
+NO_PAIRS = _too_few(math.nan, 0)
 
 
 def _usable(value: float) -> bool:
@@ -329,12 +338,3 @@ def _beta_fraction(a: float, b: float, x: float) -> float:
         if abs(d * c - 1.0) < 1e-15:
             break
     return h
-
-
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    """P(Binomial(n, p) <= k), summed in logs."""
-    terms = []
-    for i in range(min(k, n) + 1):
-        log_choose = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-        terms.append(math.exp(log_choose + i * math.log(p) + (n - i) * math.log1p(-p)))
-    return math.fsum(terms)

@@ -1,15 +1,16 @@
-"""The results format: one folder per run, never overwritten.
+"""The results format: one folder per run, never overwritten, every path in it named here.
 
-Format history (bump SCHEMA_VERSION and add a line when a file changes meaning):
-  1 (2026-11): run.json, summary.csv, requests/<cell>.csv, samples/<cell>.csv, logs/.
+Format history of the folder (run.json's own is in record.py, with its SCHEMA_VERSION):
+  1 (2026-11): run.json, summary.csv, requests/<cell>.csv, samples/<cell>.csv, logs/; then
+    checks/<cell>.csv (answers checked under load), capacity.csv (`embbench capacity`), and
+    report.md with charts/ (`embbench report`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
-import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.machine.children import pid_alive
-from embbench.results.columns import SUMMARY_COLUMNS, check_names
 from embbench.errors import ResultsError
-
-SCHEMA_VERSION = 1
+from embbench.machine.children import pid_alive
+from embbench.machine.files import write_atomically
+from embbench.results.columns import SUMMARY_COLUMNS, check_names
+from embbench.results.record import ABANDONED, RUNNING, RunRecord
 
 # `scheduled`: when the request was due (open loop); equal to `start` in a closed loop.
 REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes", "scheduled"]
@@ -37,9 +38,90 @@ SAMPLE_COLUMNS = [
     "processes",
     "loadgen_cpu_pct",
 ]
+# capacity.csv (`embbench capacity`): one row per variant.
+CAPACITY_COLUMNS = [
+    "variant", "label", "slo_p99_ms", "max_error_rate", "status", "qps_at_slo", "p99_at_slo_ms",
+    "cpu_pct_at_slo", "pss_mb_at_slo", "cpu_ms_per_embedding", "probes", "reason",
+]  # fmt: skip
 
 # status values of a cell
 OK, FAILED, BAD_EMBEDDINGS, INTERRUPTED = "ok", "failed", "bad_embeddings", "interrupted"
+
+CHARTS = "charts"  # the folder of report's charts, also the prefix of report.md's links
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of one run's folder: whoever writes or reads a file of a run asks here.
+
+    results/<run-id>/
+      run.json                 the record (record.py)
+      summary.csv              one row per cell (columns.py)
+      capacity.csv             one row per variant (`embbench capacity`)
+      requests/<cell>.csv      one row per request (REQUEST_COLUMNS)
+      samples/<cell>.csv       the server's and the load generator's resources (SAMPLE_COLUMNS)
+      checks/<cell>.csv        answers checked under load
+      logs/<cell>.server.log   the server's output; .locust.log Locust's; .info.json its /info
+      logs/<cell>.raw/         the locustfile's own request and answer logs (removed once read)
+      logs/<cell>.work/        the server's working folder (readiness files, a container's)
+      report.md, charts/       `embbench report`
+    """
+
+    path: Path
+
+    SUBFOLDERS = ("requests", "samples", "logs")  # made with the folder
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def record(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.csv"
+
+    @property
+    def capacity(self) -> Path:
+        return self.path / "capacity.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def charts(self) -> Path:
+        return self.path / CHARTS
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def requests(self, cell: str) -> Path:
+        return self.path / "requests" / f"{cell}.csv"
+
+    def samples(self, cell: str) -> Path:
+        return self.path / "samples" / f"{cell}.csv"
+
+    def checks(self, cell: str) -> Path:
+        return self.path / "checks" / f"{cell}.csv"
+
+    def server_log(self, cell: str) -> Path:
+        return self.logs / f"{cell}.server.log"
+
+    def locust_log(self, cell: str) -> Path:
+        return self.logs / f"{cell}.locust.log"
+
+    def info(self, cell: str) -> Path:
+        return self.logs / f"{cell}.info.json"
+
+    def raw(self, cell: str) -> Path:
+        return self.logs / f"{cell}.raw"
+
+    def workdir(self, cell: str) -> Path:
+        return self.logs / f"{cell}.work"
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -63,19 +145,18 @@ def check_out_dir(out: Path, run_id: str | None = None) -> None:
 
 def mark_abandoned_runs(out: Path) -> list[Path]:
     """Runs left "running" by a process that is gone (killed with -9, a machine that rebooted)
-    are marked "abandoned", so that nobody reads them as still in progress."""
+    are marked "abandoned", so that nobody reads them as still in progress. A run.json this
+    embbench cannot read is left as it is."""
     marked = []
-    for meta_file in sorted(out.glob("*/run.json")) if out.is_dir() else []:
+    for path in _records(out):
         try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = RunRecord.load(path)
+        except ResultsError:
             continue
-        pid = meta.get("pid")
-        if meta.get("status") != "running" or (isinstance(pid, int) and pid_alive(pid)):
+        if record.status != RUNNING or (record.pid is not None and pid_alive(record.pid)):
             continue
-        meta["status"] = "abandoned"
-        write_json(meta_file, meta)
-        marked.append(meta_file.parent)
+        dataclasses.replace(record, status=ABANDONED).dump(path)
+        marked.append(path.parent)
     return marked
 
 
@@ -95,7 +176,7 @@ def create_run_dir(out: Path, run_id: str | None = None) -> Path:
                     f"run folder {path} already exists; choose another --run-id"
                 ) from None
             continue
-        for sub in ("requests", "samples", "logs"):
+        for sub in RunFolder.SUBFOLDERS:
             (path / sub).mkdir()
         return path
     raise ResultsError(f"could not find a free run folder name under {out}")
@@ -107,12 +188,6 @@ def cell_name(index: int, label: str, level: float, repeat: int, kind: str = "c"
     if kind == "r":
         return f"{index:03d}-{safe}-{level:g}rps-r{repeat}"
     return f"{index:03d}-{safe}-c{level:g}-r{repeat}"
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 class SummaryWriter:
@@ -146,46 +221,55 @@ def write_rows(path: Path, columns: list[str], rows: Iterable[Iterable[Any]]) ->
         writer.writerows(rows)
 
 
+def write_capacity(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """capacity.csv rewritten whole (small), so that an interrupt keeps the rows written."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, CAPACITY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
+
+
 @dataclass(frozen=True)
 class RunData:
+    """A run as the report reads it: its folder, its record (run.json), its summary.csv."""
+
     path: Path
-    meta: dict[str, Any]
+    record: RunRecord
     summary: pd.DataFrame
 
-    def requests(self, cell: str) -> pd.DataFrame:
-        return pd.read_csv(self.path / "requests" / f"{cell}.csv")
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
 
     def capacity(self) -> pd.DataFrame | None:
         """capacity.csv of an `embbench capacity` run (None for other runs)."""
-        path = self.path / "capacity.csv"
+        path = self.folder.capacity
         return pd.read_csv(path) if path.is_file() else None
-
-    def samples(self, cell: str) -> pd.DataFrame:
-        return pd.read_csv(self.path / "samples" / f"{cell}.csv")
 
 
 def load_run(path: Path) -> RunData:
-    meta_file = path / "run.json"
-    summary_file = path / "summary.csv"
-    if not meta_file.is_file() or not summary_file.is_file():
+    folder = RunFolder(path)
+    if not folder.record.is_file() or not folder.summary.is_file():
         raise ResultsError(f"{path} is not an embbench run (no run.json or summary.csv)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{meta_file} is not valid JSON: {exc}") from exc
-    version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{path} has schema_version {version}; this embbench reads {SCHEMA_VERSION}"
-        )
-    summary = pd.read_csv(summary_file, dtype={"label": "string", "failure_reason": "string"})
+    record = RunRecord.load(folder.record)
+    summary = pd.read_csv(folder.summary, dtype={"label": "string", "failure_reason": "string"})
     if "label" in summary.columns:
         summary["label"] = summary["label"].fillna(summary["variant"].astype("string"))
-    return RunData(path=path, meta=meta, summary=summary)
+    return RunData(path=path, record=record, summary=summary)
 
 
 def latest_run(out: Path) -> Path:
-    runs = sorted(p for p in out.glob("*/run.json")) if out.is_dir() else []
+    runs = _records(out)
     if not runs:
         raise ResultsError(f"no run under {out}/; run `embbench run` first or pass RUN_DIR")
     return max(runs, key=lambda p: p.stat().st_mtime).parent
+
+
+def _records(out: Path) -> list[Path]:
+    """The run.json of every run folder under `out`, by name."""
+    folders = sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
+    return [RunFolder(p).record for p in folders if RunFolder(p).record.is_file()]

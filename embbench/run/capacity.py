@@ -8,7 +8,6 @@ probe fails, then bisection. One row per variant goes to capacity.csv.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,14 @@ from typing import Any
 from embbench.config.run import RunConfig, VariantRun
 from embbench.errors import ConfigError
 from embbench.load import capacity
+from embbench.load.loops.base import Loop
+from embbench.load.loops.closed import ClosedLoop
+from embbench.load.loops.open import OpenLoop
 from embbench.results import folder as results
 from embbench.run.plan import Cell
 from embbench.run.progress import Progress
-from embbench.run.session import RunOutcome, RunSession, check, prepare_backends
+from embbench.run.session import RunOutcome, RunSession, check
 
-CAPACITY_COLUMNS = [
-    "variant", "label", "slo_p99_ms", "max_error_rate", "status", "qps_at_slo", "p99_at_slo_ms",
-    "cpu_pct_at_slo", "pss_mb_at_slo", "cpu_ms_per_embedding", "probes", "reason",
-]  # fmt: skip
 # The estimate: a short closed loop with enough users to fill any server of ours on 2 cores.
 ESTIMATE_USERS = 32
 ESTIMATE_SECONDS = 5.0
@@ -64,17 +62,18 @@ def run_capacity(
     config = dataclasses.replace(config, ceiling=True)
     check(config)
     session = RunSession(config, progress, [])
-    session.meta["capacity"] = dataclasses.asdict(target)
-    session.meta["slo_p99_ms"] = target.slo_p99_ms
-    path = session.run_dir / "capacity.csv"
+    session.record = dataclasses.replace(
+        session.record, capacity=dataclasses.asdict(target), slo_p99_ms=target.slo_p99_ms
+    )
+    path = session.folder.capacity
     found: list[dict[str, Any]] = []
     interrupted = False
     try:
-        prepare_backends(config, session.meta, progress)
+        session.prepare_backends()
         session.save()
         for run in config.variants:
             found.append(_one_variant(session, run, target, progress))
-            _write(path, found)
+            results.write_capacity(path, found)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -88,23 +87,24 @@ def _one_variant(
     config = session.config
     counter = [0]
 
-    def next_cell(concurrency: int, rate: float | None) -> Cell:
-        cell = Cell(session.index, run, concurrency, counter[0], rate)
+    def next_cell(loop: Loop) -> Cell:
+        cell = Cell(session.index, run, loop, counter[0])
         session.index += 1
         counter[0] += 1
         return cell
 
+    closed = ClosedLoop(ESTIMATE_USERS)
     estimate = session.run_cell(
-        next_cell(ESTIMATE_USERS, None),
+        next_cell(closed),
         dataclasses.replace(config, duration=ESTIMATE_SECONDS, warmup=2.0),
     )
     rps = float(estimate.row.get("rps") or 0.0)
-    progress.note(f"{run.display}: {rps:.1f} rps at c={ESTIMATE_USERS}; probing from there")
+    progress.note(f"{run.display}: {rps:.1f} rps at {closed.label}; probing from there")
 
     def probe(rate: float) -> capacity.ProbeResult:
         seconds = capacity.probe_seconds(rate, target.min_requests, max_s=target.max_probe_s)
         runner = session.run_cell(
-            next_cell(config.max_inflight, round(rate, 2)),
+            next_cell(OpenLoop(round(rate, 2), config.max_inflight)),
             dataclasses.replace(config, duration=seconds),
         )
         row = dict(runner.row)
@@ -121,13 +121,3 @@ def _one_variant(
     )
     progress.note(f"{run.display}: {result.status}, {result.reason}")
     return {"variant": run.name, "label": run.display, **result.summary()}
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    """capacity.csv rewritten whole after each variant (small), so an interrupt keeps it."""
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, CAPACITY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)

@@ -1,31 +1,24 @@
 """One cell, start to finish: launch the server, probe it, load it, sample it, stop, record.
 
-`CellRunner.run()` always returns a row and never leaves a process behind.
+`CellRunner.run()` always returns a row and never leaves a process behind. This module drives
+the cell; run/record.py turns the files it leaves into its summary row.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.model import resolve_model
 from embbench.config.run import RunConfig, ServerOptions
 from embbench.errors import LoadFailedError, ServerStartError
-from embbench.load import answers, measure
-from embbench.load.locust import (
-    WORKER_WAIT_S,
-    LoadProcess,
-    LoadSpec,
-    RequestLog,
-    open_timing,
-    read_requests,
-)
+from embbench.load import measure
+from embbench.load.locust import WORKER_WAIT_S, LoadProcess, LoadSpec, RequestLog
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec, ServerProcess, free_port
 from embbench.machine.sampler import Sample, Sampler, wait_quiet
@@ -33,8 +26,9 @@ from embbench.results import folder as results
 from embbench.results.columns import Row
 from embbench.run import quality
 from embbench.run.plan import Cell
-from embbench.run.probe import probe_server, threshold_for
+from embbench.run.probe import probe_server
 from embbench.run.progress import Progress
+from embbench.run.record import first_row, record_cell
 from embbench.variants import get_variant
 
 
@@ -42,11 +36,21 @@ class CellRunner:
     """One cell, start to finish; `run()` always returns a row and never leaves a process."""
 
     def __init__(
-        self, config: RunConfig, cell: Cell, run_dir: Path, payloads: list[str], progress: Progress
+        self,
+        config: RunConfig,
+        cell: Cell,
+        run_dir: Path,
+        payloads: list[str],
+        progress: Progress,
+        tuned: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.cell = cell
         self.run_dir = run_dir
+        self.folder = results.RunFolder(run_dir)
+        # What the variant chose for itself once for the run (run.json's "autotune"): launched
+        # as recorded, not chosen again.
+        self.tuned = tuned
         self.payloads = payloads
         self.progress = progress
         self.options: ServerOptions = cell.run.options
@@ -54,34 +58,7 @@ class CellRunner:
         self.request_rows: list[Any] = []
         self.reference: quality.Vectors | None = None
         self.verdict: quality.Verdict | None = None
-        self.row = self._base_row()
-
-    def _base_row(self) -> Row:
-        cell, opts = self.cell, self.cell.run.options
-        return Row(
-            {
-                "variant": cell.run.name,
-                "label": cell.run.display,
-                "cell": cell.name,
-                "concurrency": cell.concurrency,
-                "load_model": "closed" if cell.rate is None else "open",
-                "offered_rps": cell.rate,
-                "repeat": cell.repeat,
-                "payload": self.config.payload,
-                "padding": opts.padding,
-                "truncation": opts.truncation,
-                "backend": opts.backend,
-                "quantize": opts.quantize,
-                "max_seq_length": opts.max_seq_length,
-                "model": opts.model or BUNDLED_MODEL,
-                "cores": cpu_count(),
-                "load_processes": self.config.load_processes,
-                "cosine_threshold": threshold_for(opts.quantize),
-                "requests": 0,
-                "failures": 0,
-                "started_at": time.time(),
-            }
-        )
+        self.row = first_row(config, cell)
 
     def run(self) -> Row:
         server: ServerProcess | None = None
@@ -118,7 +95,13 @@ class CellRunner:
                 samples = sampler.stop()
             if server is not None:
                 server.stop()
-        self._record(samples)
+        recorded = record_cell(
+            self.row, self.cell, self.config, self.folder,
+            live_window=self.window, samples=samples, reference=self.reference,
+            warn=self.progress.warn,
+        )  # fmt: skip
+        self.request_rows = recorded.rows  # kept for callers that judge the cell (capacity)
+        self.verdict = recorded.verdict
         return self.row
 
     # -- steps -------------------------------------------------------------------------------
@@ -131,8 +114,8 @@ class CellRunner:
             return self.config.url.rstrip("/"), self.config.protocol, None
         variant = get_variant(self.cell.run.name)
         port = self.options.port or free_port(self.options.host)
-        workdir = self.run_dir / "logs" / f"{self.cell.name}.work"
-        spec: LaunchSpec = variant.launch(self.options, port, workdir)
+        workdir = self.folder.workdir(self.cell.name)
+        spec: LaunchSpec = variant.launch_tuned(self.options, self.tuned, port, workdir)
         info = spec.info
         workers = int(str(info.get("workers", 1)))
         threads = int(str(info.get("threads", 0))) or None
@@ -145,7 +128,7 @@ class CellRunner:
             compute_threads=workers * threads * overlap if threads else None,
             oversubscribed=bool(threads and workers * threads * overlap > cpu_count()),
         )
-        server = ServerProcess(spec, self.run_dir / "logs" / f"{self.cell.name}.server.log")
+        server = ServerProcess(spec, self.folder.server_log(self.cell.name))
         try:
             server.start()
             server.wait_ready(self.row["url"], self.config.startup_timeout)
@@ -171,7 +154,7 @@ class CellRunner:
         except httpx.HTTPError:
             return
         if reply.status_code == 200:
-            (self.run_dir / "logs" / f"{self.cell.name}.info.json").write_text(reply.text)
+            self.folder.info(self.cell.name).write_text(reply.text)
 
     def _probe(self, url: str, protocol: str) -> None:
         """The run's own inputs across their lengths, one at a time, before the load."""
@@ -190,63 +173,19 @@ class CellRunner:
                 f"< {self.row['cosine_threshold']}"
             )
 
-    def _check(self, raw: Path, start: float, end: float) -> None:
-        """The answers kept in the window against their own inputs' references: a mismatched
-        answer, or one below the threshold as for the probe, makes the cell bad_embeddings."""
-        if self.reference is None or not self.config.check_rate:
-            return
-        kept = answers.in_window(answers.read_kept(raw), start, end) if raw.exists() else []
-        threshold = self.row["cosine_threshold"]
-        verdict = quality.judge(kept, self.row["protocol"], self.reference, threshold)
-        self.verdict = verdict
-        self.row.update(verdict.summary())
-        if verdict.checked:
-            lowest = float(verdict.cosines.min())
-            probe = self.row.get("probe_cosine_min")
-            self.row["cosine_min"] = lowest if probe is None else min(probe, lowest)
-            (self.run_dir / "checks").mkdir(exist_ok=True)
-            results.write_rows(
-                self.run_dir / "checks" / f"{self.cell.name}.csv",
-                quality.CHECK_COLUMNS,
-                verdict.rows(kept),
-            )
-        reason = quality.failure(verdict, self.row.get("cosine_min"), threshold)
-        if reason is None:
-            return
-        self.row["correct"] = False
-        if self.row.get("status") == results.OK:
-            self.row["status"] = results.BAD_EMBEDDINGS
-            self.row["failure_reason"] = reason
-
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
-        # Closed loop: a cap only, the runner stops Locust once its window has closed (_watch).
-        run_time = self.config.warmup + self.config.duration + measure.MAX_FILL_S + 10.0
-        open_loop: dict[str, Any] = {}
-        if self.cell.rate is not None:
-            # Open loop: Locust plays its schedule out and stops by itself.
-            schedule_s, run_time = open_timing(self.config.warmup, self.config.duration)
-            open_loop = dict(
-                rate=self.cell.rate,
-                arrival=self.config.arrival,
-                max_inflight=self.cell.concurrency,
-                # Every variant of a repeat gets the same arrivals: a paired comparison.
-                seed=self.config.seed + self.cell.repeat,
-                schedule_s=schedule_s,
-            )
         spec = LoadSpec(
             url=url,
             protocol=protocol,
-            users=self.cell.concurrency,
-            run_time=run_time,
             payloads=self.payloads,
-            requests_dir=self.run_dir / "logs" / f"{self.cell.name}.raw",
-            log_path=self.run_dir / "logs" / f"{self.cell.name}.locust.log",
+            requests_dir=self.folder.raw(self.cell.name),
+            log_path=self.folder.locust_log(self.cell.name),
             processes=self.config.load_processes,
             model=self.row["model"],
             expect_workers=self.config.load_workers,
             master_port=self.config.master_port,
             check_rate=self.config.check_rate,
-            **open_loop,
+            **self.cell.loop.spec_fields(self.config, self.cell.repeat),  # users, run_time, ...
         )
         self.load_spec = spec
         load = LoadProcess(spec)
@@ -256,12 +195,12 @@ class CellRunner:
     def _watch(self, load: LoadProcess, server: ServerProcess | None) -> None:
         """Until the window has closed: open it once steady, stop Locust after it, watch crashes."""
         warmup, duration = self.config.warmup, self.config.duration
-        open_loop = self.cell.rate is not None
+        loop = self.cell.loop
         deadline = time.monotonic() + warmup + duration + measure.MAX_FILL_S + 60.0
         if self.config.load_workers:
             deadline += WORKER_WAIT_S
         started = time.monotonic()
-        log = RequestLog(self.run_dir / "logs" / f"{self.cell.name}.raw")
+        log = RequestLog(self.folder.raw(self.cell.name))
         while load.wait(timeout=1.0) is None:
             if server is not None and server.exited() is not None:
                 raise ServerStartError(f"server exited with code {server.exited()} under load")
@@ -269,23 +208,14 @@ class CellRunner:
                 raise ServerStartError("Locust did not finish in time; stopped it")
             rows = log.poll()
             now = time.time()
-            if open_loop:
-                # The window is fixed by the schedule (measure.open_window); Locust ends it.
-                if self.window is None and rows:
-                    self.window = measure.open_window(rows, warmup, duration)
-            elif self.window is None:
-                start = measure.steady_start(rows, warmup, self.cell.concurrency)
-                waited = time.monotonic() - started
-                if start is None and rows and waited > warmup + measure.MAX_FILL_S:
-                    start = now  # never steady: measure what there is, and say so
-                    self.row["steady_state"] = False
-                if start is not None:
-                    self.window = (start, start + duration)
-                    self.row.setdefault("steady_state", True)
-            # The locustfile flushes its log every second (workers: to the master, which then
-            # flushes): wait for the window's last lines.
-            if not open_loop and self.window is not None and now > self.window[1] + 2.5:
-                break
+            if self.window is None:
+                found = loop.live_window(rows, warmup, duration, time.monotonic() - started, now)
+                if found is not None:
+                    self.window, steady = found
+                    if steady is not None:
+                        self.row["steady_state"] = steady
+            if self.window is not None and loop.over(self.window, now):
+                break  # the loop's window has closed: stop Locust
             recent = _ended_since(rows, now - 3.0)
             ok = [r[1] for r in recent if r[2] == 200]
             measuring = self.window is not None and now >= self.window[0]
@@ -303,86 +233,8 @@ class CellRunner:
         if code not in (0, None):
             # Numbers from a load generator that failed describe the failure, not the server.
             raise LoadFailedError(
-                f"Locust exited with code {code}; see {self.run_dir / 'logs'}/"
-                f"{self.cell.name}.locust.log"
+                f"Locust exited with code {code}; see {self.folder.locust_log(self.cell.name)}"
             )
-
-    def _record(self, samples: list[Sample]) -> None:
-        raw = self.run_dir / "logs" / f"{self.cell.name}.raw"
-        rows = sorted(read_requests(raw)) if raw.exists() else []
-        self.request_rows = rows  # kept for callers that judge the cell (capacity probes)
-        open_loop = self.cell.rate is not None
-        if open_loop and rows:
-            start, end = measure.open_window(rows, self.config.warmup, self.config.duration)
-        elif self.window is not None:
-            start, end = self.window
-        else:
-            start, end = measure.measurement_window(rows, self.config.warmup, self.config.duration)
-        duration = self.config.duration
-        if self.row.get("status") == results.INTERRUPTED and rows:
-            last = max(r[0] + r[1] / 1000 for r in rows)
-            duration = max(0.0, min(end, last) - start)
-        window = measure.in_window(rows, start, start + duration) if rows else []
-        self.row.update(window_start=start or None, window_end=(start + duration) or None)
-        if rows and start:
-            self.row["fill_s"] = start - rows[0][0]
-        if rows and self.cell.rate is not None:
-            self.row.update(measure.summarize_open(rows, start, start + duration, self.cell.rate))
-        elif rows:
-            self.row.update(measure.summarize_requests(window, duration))
-        if self.row.get("status") == results.OK and not self.row.get("requests"):
-            # A window with no request in it measured nothing: never an ok cell.
-            self.row["status"] = results.FAILED
-            self.row["failure_reason"] = "no request completed in the measured window"
-        if rows and start:
-            self._check(raw, start, start + duration)
-        if samples:
-            self.row.update(
-                measure.summarize_samples(
-                    samples, start, start + duration, self.config.load_processes
-                )
-            )
-        if not open_loop:  # Little's law with users = concurrency holds in a closed loop only
-            ratio = measure.little_ratio(
-                self.row.get("rps", 0.0), self.row.get("latency_mean_ms"), self.cell.concurrency
-            )
-            self.row["little_ratio"] = ratio
-            self.row["little_law_ok"] = measure.little_ok(ratio)
-        saturated = measure.saturation_note(self.row)
-        if saturated:
-            self.progress.warn(f"{self.cell.name}: {saturated}")
-        if rows:
-            results.write_rows(
-                self.run_dir / "requests" / f"{self.cell.name}.csv", results.REQUEST_COLUMNS, rows
-            )
-        if samples:
-            results.write_rows(
-                self.run_dir / "samples" / f"{self.cell.name}.csv",
-                results.SAMPLE_COLUMNS,
-                (
-                    (
-                        f"{s.time:.3f}",
-                        _phase(s.time, start, start + duration),
-                        round(s.cpu_pct, 1),
-                        round(s.rss_mb, 1),
-                        round(s.pss_mb, 1),
-                        round(s.uss_mb, 1),
-                        s.threads,
-                        s.processes,
-                        round(s.loadgen_cpu_pct, 1),
-                    )
-                    for s in samples
-                ),
-            )
-        with contextlib.suppress(OSError):
-            for path in [*raw.glob("requests-*.csv"), *raw.glob(answers.RESPONSES_GLOB)]:
-                path.unlink()
-
-
-def _phase(t: float, start: float, end: float) -> str:
-    if t < start:
-        return "warmup"
-    return "measure" if t <= end else "after"
 
 
 def _one_line(exc: BaseException) -> str:

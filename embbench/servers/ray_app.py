@@ -227,6 +227,12 @@ class Embedder:
                 for key in ("backend", "quantize", "padding", "truncation")
             },
             "max_seq_length": encoder.max_seq_length,
+            # The model as embbench read it (config/model.py), as our own servers' /info.
+            "dimensions": encoder.dimensions,
+            "pooling": encoder.spec.pooling_name,
+            "normalize": encoder.spec.normalize,
+            "default_prompt": encoder.spec.default_prompt or None,
+            "fingerprint": encoder.spec.fingerprint,
             "batch_wait_timeout_s": BATCH_WAIT_S,
             "max_ongoing_requests": settings.max_ongoing,
             "pid": os.getpid(),  # this replica's

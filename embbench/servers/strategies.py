@@ -84,13 +84,6 @@ class _PoolStrategy:
     def _exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
-    def _compute(
-        self, encoder: Encoder, batch: Sequence[TokenIds], normalize: bool | None
-    ) -> Embeddings:
-        with self._counts:
-            self.rows += len(batch)
-        return encoder.embed(batch, normalize)
-
     async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
         loop = asyncio.get_running_loop()
         parts: list[Embeddings] = []

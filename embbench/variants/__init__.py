@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from embbench.errors import UnknownVariantError
 from embbench.machine.process import LaunchSpec
-from embbench.variants.base import OwnVariant, Traits, Variant
+from embbench.variants.base import OwnVariant, Variant
 from embbench.variants.batched import Batched
 from embbench.variants.infinity import Infinity
 from embbench.variants.per_worker import PerWorker
@@ -30,7 +30,7 @@ REGISTRY: dict[str, Variant] = {
     )
 }
 
-__all__ = ["REGISTRY", "LaunchSpec", "OwnVariant", "Traits", "Variant", "get_variant"]
+__all__ = ["REGISTRY", "LaunchSpec", "OwnVariant", "Variant", "get_variant"]
 
 
 def get_variant(name: str) -> Variant:

@@ -28,17 +28,17 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embbench.config.model import BUNDLED_MODEL
+from embbench.config.model import BUNDLED_MODEL, resolve_spec
 from embbench.config.options import ServerOptions
-from embbench.errors import EmbbenchError
+from embbench.errors import EmbbenchError, UsageError
 from embbench.machine.cache import cache_root
+from embbench.machine.files import write_text_atomically
 from embbench.machine.host import cpu_count, cpu_model
 from embbench.servers.backends.onnx_export import EXPORTERS
 
@@ -160,10 +160,13 @@ def machine_id() -> str:
 
 
 def model_key(model: str | None) -> str:
-    if model is None:
-        return BUNDLED_MODEL
-    folder = Path(model).expanduser()
-    return str(folder.resolve()) if folder.is_dir() else model
+    """The model's fingerprint (config/model.py): a model replaced in place is another model;
+    the same files under another path are the same. A name that does not resolve stays a name
+    (the variant's check refuses it before a ceiling is wanted)."""
+    try:
+        return resolve_spec(model).fingerprint
+    except UsageError:
+        return model or BUNDLED_MODEL
 
 
 def ceiling_key(options: ServerOptions) -> dict[str, Any]:
@@ -232,23 +235,12 @@ def save_ceiling(
     directory: Path | None = None,
     load_before: float | None = None,
 ) -> CachedCeiling:
-    """Write the entry next to its final name, then rename it there (atomic on POSIX)."""
+    """Write the entry next to its final name, then rename it there (machine/files.py)."""
     path = cache_path(key, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
     measured_at = time.time()
     entry = {"format": FORMAT, "key": dict(key), "measured_at": measured_at,
              "load_before": load_before, "ceiling": dict(ceiling)}  # fmt: skip
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared machine's entry from others
-        with os.fdopen(handle, "w") as out:
-            json.dump(entry, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(entry, indent=2))
     return CachedCeiling(path, measured_at, dict(ceiling), "measured", load_before)
 
 
@@ -334,3 +326,13 @@ def record(
         "rule": {"layout_tolerance": LAYOUT_TOLERANCE, "batch_tolerance": BATCH_TOLERANCE},
         "ceiling": ceiling,
     }
+
+
+def applied(options: ServerOptions, choice: Mapping[str, Any]) -> ServerOptions:
+    """`options` with the values `tune` chose, read back from the record of its choice (what
+    run.json keeps under "autotune"): a run tunes once, and every cell launches what it recorded
+    rather than choosing again from a cache that may have changed in between."""
+    sources = choice.get("sources") or {}
+    return dataclasses.replace(
+        options, **{name: choice[name] for name, source in sources.items() if source == TUNED}
+    )

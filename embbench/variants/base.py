@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.model import BUNDLED_MODEL, resolve_model, resolve_spec
 from embbench.config.run import ServerConfig, ServerOptions
 from embbench.errors import ConfigError
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec
-
-
-@dataclass(frozen=True)
-class Traits:
-    """What kind of server a variant runs: the facts the report's explanations rest on."""
-
-    ours: bool = True  # embbench's own server (False: a peer such as TEI or infinity)
-    # What keeps inferences apart in one process: "mutex" (one at a time), "rwlock" (readers
-    # overlap), "queue" (a batching queue), "" (not ours to say).
-    lock: str = "mutex"
-    overlap: bool = False  # may forward passes overlap inside one process?
-    multi_process: bool = False  # one model per worker process
-    shared_memory: bool = False  # workers share the model's pages (loaded before fork)
-    batching: bool = False  # requests are batched together
+from embbench.results.traits import Traits
 
 
 class Variant:
@@ -68,6 +55,14 @@ class Variant:
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         raise NotImplementedError
+
+    def launch_tuned(
+        self, options: ServerOptions, choice: Mapping[str, Any] | None, port: int, workdir: Path
+    ) -> LaunchSpec:
+        """Launch as `tune` chose once for the run (`choice`: its record, as run.json keeps it;
+        None: nothing chosen), without choosing again, so that every cell of a run launches
+        the server its record names. A variant that tunes overrides this."""
+        return self.launch(options, port, workdir)
 
 
 class OwnVariant(Variant):
@@ -114,23 +109,34 @@ class OwnVariant(Variant):
                 f"{self.name} runs one forward pass at a time per process; "
                 "streams applies to shared-rwlock and batched"
             )
-        resolve_model(options.model)
+        # The model is read (and refused, in one line) before anything starts.
+        resolve_spec(options.model)
 
     def prepare(self, options: ServerOptions) -> None:
         if options.backend == "onnx":
             # The export takes a minute: once per run, not inside a cell's start-up timeout.
             from embbench.servers.backends.onnx_export import export_onnx
 
-            export_onnx(resolve_model(options.model), quantize=options.quantize)
+            spec = resolve_spec(options.model)
+            export_onnx(Path(spec.transformer_path), quantize=options.quantize)
 
     def command(self, config: ServerConfig) -> list[str]:
         return [sys.executable, "-m", "embbench.servers"]
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
+        options, choice = self.tune(options)
+        return self.server_spec(options, choice, port, workdir)
+
+    def server_spec(
+        self, options: ServerOptions, choice: Mapping[str, Any] | None, port: int, workdir: Path
+    ) -> LaunchSpec:
+        """How to start our server with these (resolved) options; `choice`: autotune's record
+        of how they were chosen, shown by /info."""
         ready_dir = workdir / "ready"
         ready_dir.mkdir(parents=True, exist_ok=True)
-        options, autotune = self.tune(options)
-        config = self.server_config(options, port, str(ready_dir), autotune)
+        config = self.server_config(
+            options, port, str(ready_dir), dict(choice) if choice is not None else None
+        )
         return LaunchSpec(
             argv=self.command(config),
             env=server_env(config),

@@ -16,7 +16,8 @@ from embbench.config.model import BUNDLED_MODEL, resolve_model
 from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.machine.process import LaunchSpec
-from embbench.variants.base import Traits, Variant
+from embbench.results.traits import Traits
+from embbench.variants.base import Variant
 
 # Must match the pin in scripts/install_infinity.sh (a unit test checks that it does).
 INFINITY_VERSION = "0.0.78"

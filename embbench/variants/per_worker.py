@@ -3,7 +3,8 @@ from __future__ import annotations
 import sys
 
 from embbench.config.run import ServerConfig
-from embbench.variants.base import OwnVariant, Traits
+from embbench.results.traits import Traits
+from embbench.variants.base import OwnVariant
 
 
 class PerWorker(OwnVariant):

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import psutil
 
-from embbench.config.model import resolve_model
+from embbench.config.model import resolve_spec
 from embbench.config.options import option_fields
 from embbench.config.run import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.machine.process import LaunchSpec
-from embbench.variants.base import OwnVariant, Traits, server_env
+from embbench.results.traits import Traits
+from embbench.variants.base import OwnVariant, server_env
 
 # Must match the pin in scripts/install_ray.sh (a unit test checks that it does).
 RAY_VERSION = "2.60.0"
@@ -121,7 +122,7 @@ class RayServe(OwnVariant):
             raise ConfigError("ray-serve serves through Serve's FastAPI ingress: drop --http asgi")
         if ray_version() is None:
             raise PeerUnavailableError("ray-serve needs Ray Serve: run `make peers`")
-        resolve_model(options.model)
+        resolve_spec(options.model)
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         workdir.mkdir(parents=True, exist_ok=True)

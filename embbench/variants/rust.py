@@ -12,12 +12,13 @@ import os
 import shutil
 from pathlib import Path
 
-from embbench.config.model import BUNDLED_MODEL, resolve_model
+from embbench.config.model import BUNDLED_MODEL, ModelSpec, resolve_spec
 from embbench.config.run import ServerOptions
-from embbench.errors import PeerUnavailableError
+from embbench.errors import ModelError, PeerUnavailableError
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec
-from embbench.variants.base import Traits, Variant
+from embbench.results.traits import Traits
+from embbench.variants.base import Variant
 
 
 def cache_dir() -> Path:
@@ -26,6 +27,24 @@ def cache_dir() -> Path:
 
 def binary_path() -> Path:
     return cache_dir() / "rust-target" / "release" / "seed-server"
+
+
+# What the Rust server computes (candle's BERT, one pooling, an optional L2 normalisation).
+RUST_MODEL_TYPES = ("bert",)
+RUST_POOLING = ("mean", "cls", "max")
+
+
+def rust_refusal(spec: ModelSpec) -> str | None:
+    """Why the Rust server cannot serve `spec` as sentence-transformers computes it, or None."""
+    if spec.model_type not in RUST_MODEL_TYPES:
+        return f"model_type {spec.model_type!r} (the Rust server runs BERT only)"
+    if len(spec.pooling) != 1 or spec.pooling[0] not in RUST_POOLING:
+        return f"pooling {spec.pooling_name!r} (the Rust server pools {'/'.join(RUST_POOLING)})"
+    if spec.dense:
+        return "a Dense module (the Rust server has none)"
+    if spec.default_prompt:
+        return f"default prompt {spec.default_prompt_name!r} (the Rust server adds no prompt)"
+    return None
 
 
 def bench_binary_path() -> Path:
@@ -58,14 +77,21 @@ class RustServer(Variant):
             raise PeerUnavailableError(
                 f"{self.name} needs the Rust server built at {binary_path()}: {how}"
             )
-        resolve_model(options.model)
+        spec = resolve_spec(options.model)
+        refusal = rust_refusal(spec)
+        if refusal:
+            raise ModelError(f"{self.name} cannot serve {spec.model_id}: {refusal}")
 
     def launch(self, options: ServerOptions, port: int, workdir: Path) -> LaunchSpec:
         workers = self.processes(options)
         threads = options.threads or cpu_count()
+        spec = resolve_spec(options.model)
+        # The facts as sentence-transformers reads them (config/model.py), always passed: the
+        # server's own reading of the folder is not relied on.
+        seq = min(options.max_seq_length or spec.max_seq_length, spec.max_positions)
         argv = [
             str(binary_path()),
-            "--model-dir", str(resolve_model(options.model)),
+            "--model-dir", str(spec.path),
             "--model-id", options.model or BUNDLED_MODEL,
             "--host", options.host,
             "--port", str(port),
@@ -75,13 +101,14 @@ class RustServer(Variant):
             "--sharing", self.sharing,
             "--max-body-bytes", str(options.max_body_bytes),
             "--variant-name", self.name,
+            "--pooling", spec.pooling_name,
+            "--normalize", "true" if spec.normalize else "false",
+            "--max-seq-length", str(seq),
         ]  # fmt: skip
         if self.raw_tokenizer:
             argv.append("--no-padding-truncation")
         else:
             argv += ["--padding", options.padding.replace("_", "-")]
-            if options.max_seq_length:
-                argv += ["--max-seq-length", str(options.max_seq_length)]
             if not options.truncation:
                 argv.append("--no-truncation")
         return LaunchSpec(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from embbench.variants.base import OwnVariant, Traits
+from embbench.results.traits import Traits
+from embbench.variants.base import OwnVariant
 
 
 class SharedRWLock(OwnVariant):

@@ -23,7 +23,8 @@ from embbench.config.run import ServerOptions
 from embbench.errors import PeerUnavailableError
 from embbench.machine.children import pid_alive
 from embbench.machine.process import LaunchSpec
-from embbench.variants.base import Traits, Variant
+from embbench.results.traits import Traits
+from embbench.variants.base import Variant
 
 # The CPU image, pinned to a release (x86-64). Tags are listed at
 # https://github.com/huggingface/text-embeddings-inference/pkgs/container/text-embeddings-inference

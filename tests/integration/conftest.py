@@ -11,7 +11,7 @@ import pytest
 
 from embbench.config.model import resolve_model
 from embbench.config.run import ServerOptions
-from embbench.machine.process import ServerProcess, free_port, running_server
+from embbench.machine.process import LaunchSpec, ServerProcess, free_port
 from embbench.variants import get_variant
 
 pytestmark = pytest.mark.integration
@@ -31,6 +31,20 @@ def st_model(model_path: Path) -> Any:
 
 def st_encode(model: Any, texts: list[str]) -> np.ndarray:
     return np.asarray(model.encode(texts, convert_to_numpy=True, show_progress_bar=False))
+
+
+@contextlib.contextmanager
+def running_server(
+    spec: LaunchSpec, log_path: Path, url: str, *, timeout: float = 180.0
+) -> Iterator[ServerProcess]:
+    """Start, wait until healthy, yield, and stop in `finally`."""
+    server = ServerProcess(spec, log_path)
+    try:
+        server.start()
+        server.wait_ready(url, timeout)
+        yield server
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from embbench.config.run import RunConfig, ServerOptions, VariantRun
-from embbench.run.progress import QuietProgress
+from embbench.run.progress import Progress
 from embbench.run.session import run_benchmark
 from embbench.variants import autotune
 from tests.integration.conftest import serve_variant
@@ -49,7 +49,7 @@ def test_a_run_records_the_choice_per_row_and_given_values_win(
         variants=(VariantRun("batched"), VariantRun("batched", given)),
         concurrency=(2,), duration=2.0, warmup=0.5, out=str(tmp_path / "results"),
     )  # fmt: skip
-    outcome = run_benchmark(config, QuietProgress())
+    outcome = run_benchmark(config, Progress())
     assert not outcome.interrupted and outcome.failed == 0
     meta = json.loads((outcome.run_dir / "run.json").read_text())
     tuned, pinned = meta["autotune"]["batched"], meta["autotune"]["batched[max_batch_size=4]"]

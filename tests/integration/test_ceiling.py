@@ -34,7 +34,6 @@ def test_ceiling_reports_what_a_server_could_reach(model_path: Path) -> None:
     assert str(reachable["batch_tokens"]) in reachable["by_tokens"]
     assert (reachable["threads"], reachable["streams"]) == (1, result["layouts"][0]["streams"])
     assert reachable["window"] > 0 and reachable["max_batch_size"] > 0
-    assert reachable["cpu_ms_per_sentence"] > 0 and result["cpu_ms_per_sentence"] > 0
 
 
 def test_ceiling_subprocess_reports_json() -> None:

@@ -23,10 +23,10 @@ import psutil
 import pytest
 
 from embbench.config.run import ServerOptions
-from embbench.machine.process import free_port, running_server
+from embbench.machine.process import free_port
 from embbench.servers.protocol import CONNECTIONS_PER_REQUEST, MIN_CONNECTIONS
 from embbench.variants import get_variant
-from tests.integration.conftest import tree_of
+from tests.integration.conftest import running_server, tree_of
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ import pytest
 
 from embbench.config.payloads import build_payloads
 from embbench.load import measure
-from embbench.load.locust import LoadProcess, LoadSpec, RequestLog, open_timing, read_requests
+from embbench.load.locust import LoadProcess, LoadSpec, RequestLog, read_requests
+from embbench.load.loops.open import open_timing
 from embbench.load.schedule import build_schedule
 from embbench.machine.process import ServerProcess
 from tests.integration.conftest import serve_variant

@@ -19,12 +19,13 @@ import pytest
 
 from embbench.config.run import RunConfig, ServerOptions
 from embbench.load import answers
-from embbench.machine.process import LaunchSpec, free_port, running_server
+from embbench.machine.process import LaunchSpec, free_port
 from embbench.results import folder as results
 from embbench.run import quality
 from embbench.run.session import run_benchmark
 from embbench.variants import OwnVariant, get_variant
 from embbench.variants.base import server_env
+from tests.integration.conftest import running_server
 
 pytestmark = pytest.mark.integration
 

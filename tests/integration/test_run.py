@@ -18,8 +18,9 @@ import pytest
 from embbench.config.run import RunConfig, VariantRun
 from embbench.machine.process import free_port
 from embbench.results import folder as results
+from embbench.results import record
 from embbench.run.plan import Cell
-from embbench.run.progress import QuietProgress
+from embbench.run.progress import Progress
 from embbench.run.session import run_benchmark
 from tests.integration.conftest import serve_variant
 
@@ -39,7 +40,7 @@ def test_short_benchmark_files_and_numbers(tmp_path: Path) -> None:
     run_dir = outcome.run_dir
     assert not outcome.interrupted and outcome.failed == 0
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["schema_version"] == results.SCHEMA_VERSION and meta["status"] == "complete"
+    assert meta["schema_version"] == record.SCHEMA_VERSION and meta["status"] == "complete"
     assert meta["host"]["cores"] >= 1 and "torch" in meta["versions"]
     assert meta["config"]["concurrency"] == [2, 8]
 
@@ -89,7 +90,7 @@ def test_openai_protocol_against_our_server(tmp_path: Path) -> None:
     assert row["status"] == "ok" and row["cosine_min"] >= 0.999
 
 
-class KillServerMidCell(QuietProgress):
+class KillServerMidCell(Progress):
     """Kills the first cell's server halfway through its measured window."""
 
     def __init__(self) -> None:

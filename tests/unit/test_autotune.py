@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,39 @@ def test_batched_launch_carries_the_choice_to_the_server(tmp_path: Path) -> None
     assert spec.info["streams"] == 2 and spec.info["threads"] == 1
     assert spec.env["OMP_NUM_THREADS"] == "1"
     assert config.autotune is not None and config.autotune["ceiling"]["source"] == "cache"
+
+
+def test_a_cell_launches_the_choice_the_run_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run tunes once (its record goes to run.json); a cell launches that record, even when
+    # the cache has changed since (another run measured the machine again).
+    options = ServerOptions(backend="onnx", quantize="int8")
+    autotune.save_ceiling(autotune.ceiling_key(options), CEILING)
+    batched = get_variant("batched")
+    _, choice = batched.tune(options)
+    assert choice is not None
+    autotune.cache_path(autotune.ceiling_key(options)).unlink()  # nothing to choose from now
+
+    def measure_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a cell chose again")
+
+    monkeypatch.setattr("embbench.servers.ceiling.measure_in_subprocess", measure_again)
+    spec = batched.launch_tuned(options, choice, 18125, tmp_path / "work")
+    config = ServerConfig.from_json(str(spec.env["EMBBENCH_SERVER_CONFIG"]))
+    assert (config.streams, config.threads, config.options.max_batch_size) == (2, 1, 8)
+    assert config.autotune == choice
+    assert autotune.applied(options, choice).max_batch_size == 8
+
+
+def test_a_variant_that_chooses_nothing_launches_as_ever_in_a_cell(tmp_path: Path) -> None:
+    # ray-serve is one of ours with a launch of its own: a cell must reach it, not ours.
+    spec = get_variant("ray-serve").launch_tuned(ServerOptions(), None, 18126, tmp_path / "w")
+    try:
+        assert spec.argv[:3] == [sys.executable, "-m", "embbench.servers.ray_launch"]
+    finally:
+        if spec.cleanup is not None:
+            spec.cleanup()
 
 
 def test_other_variants_choose_nothing(tmp_path: Path) -> None:

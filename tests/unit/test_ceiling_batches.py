@@ -37,13 +37,13 @@ def test_a_larger_window_lets_batches_grow() -> None:
 
 
 def test_a_server_is_judged_against_the_higher_ceiling_figure() -> None:
-    from embbench.results.ceilings import best_rate
+    from embbench.results.ceilings import Ceiling, best_rate
 
-    sorted_only = {"sentences_per_s": 300.0}
+    sorted_only = Ceiling.from_json({"sentences_per_s": 300.0})
     assert best_rate(sorted_only) == (300.0, "sorted")
-    higher = {"sentences_per_s": 300.0, "reachable": {"sentences_per_s": 480.0}}
+    higher = Ceiling.from_json({"sentences_per_s": 300.0, "reachable": {"sentences_per_s": 480.0}})
     assert best_rate(higher) == (480.0, "reachable")
-    lower = {"sentences_per_s": 300.0, "reachable": {"sentences_per_s": 250.0}}
+    lower = Ceiling.from_json({"sentences_per_s": 300.0, "reachable": {"sentences_per_s": 250.0}})
     assert best_rate(lower) == (300.0, "sorted")
-    rate, figure = best_rate({})
+    rate, figure = best_rate(Ceiling())
     assert rate != rate and figure == "sorted"  # nan: nothing measured

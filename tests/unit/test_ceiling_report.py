@@ -5,24 +5,32 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embbench.report.sections.ceiling import ceilings_around, cpu_rows, cpu_section
+from embbench.report.sections.ceiling import cpu_rows, cpu_section
+from embbench.report.view import RunView
+from embbench.results.ceilings import Ceiling
 from embbench.results.columns import SUMMARY_COLUMNS
+from embbench.results.record import RunRecord
 
 
 def ceiling(rate: float, **extra: Any) -> dict[str, Any]:
     return {"backend": "onnx", "quantize": "int8", "sentences_per_s": rate, **extra}
 
 
-META = {
+RUN_JSON = {
     "host": {"cores": 2},
     "ceiling": [ceiling(1000.0)],
     "ceiling_between": [ceiling(800.0, after_repeat=0), ceiling(500.0, after_repeat=1)],
     "ceiling_after": [ceiling(400.0)],
 }
+META = RunRecord.from_json(RUN_JSON)
 
 
-def rates(found: list[Any]) -> list[float]:
-    return [c["sentences_per_s"] for c in found]
+def ceilings_around(record: RunRecord, backend: str, quantize: str, repeat: int) -> list[Ceiling]:
+    return record.ceilings.around(backend, quantize, repeat)
+
+
+def rates(found: list[Ceiling]) -> list[float | None]:
+    return [c.sentences_per_s for c in found]
 
 
 def test_each_repeat_is_judged_against_the_ceilings_around_it() -> None:
@@ -33,7 +41,7 @@ def test_each_repeat_is_judged_against_the_ceilings_around_it() -> None:
 
 
 def test_a_run_without_ceilings_between_repeats_uses_the_first_and_the_last() -> None:
-    meta = {**META, "ceiling_between": []}
+    meta = RunRecord.from_json({**RUN_JSON, "ceiling_between": []})
     assert rates(ceilings_around(meta, "onnx", "int8", 0)) == [1000.0, 400.0]
     assert rates(ceilings_around(meta, "onnx", "int8", 1)) == [400.0]
 
@@ -53,7 +61,7 @@ def test_cpu_per_embedding_is_set_against_the_ceiling_of_its_own_repeat() -> Non
     # machine slows. Ceilings (2 cores): 2.0 ms and 2.5 ms around repeat 0, 2.5 and 4.0 around
     # repeat 1: ratios 1.8 / 2.25 = 0.8 and 3.6 / 3.25.
     summary = pd.DataFrame([summary_row(0, 180.0, 1000.0), summary_row(1, 360.0, 1000.0)])
-    [row] = cpu_rows(summary, META)
+    [row] = cpu_rows(RunView.of(summary, META))
     assert row["repeats"] == 2
     assert row["ratio_low"] == pytest.approx(0.8)
     assert row["ratio_high"] == pytest.approx(3.6 / 3.25)
@@ -68,5 +76,5 @@ def test_failed_cells_and_backends_without_a_ceiling_are_left_out() -> None:
             summary_row(0, 180.0, 1000.0, backend="torch", quantize="none", label="t"),
         ]
     )
-    assert cpu_rows(summary, META) == []
-    assert cpu_section(summary, META) == []
+    assert cpu_rows(RunView.of(summary, META)) == []
+    assert cpu_section(RunView.of(summary, META)) == []

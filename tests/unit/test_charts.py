@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,18 +11,14 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from embbench.report.charts.registry import (
-    CHART_FILES,
-    HEIGHT_PX,
-    WIDTH_PX,
-    latency_figure,
-    resources_figure,
-    throughput_figure,
-    timeline_figure,
-    write_charts,
-)
-from embbench.report.document import aggregate
-from embbench.report.stats import mean_interval
+from embbench.report.charts import CHART_FILES, write_charts
+from embbench.report.charts.kit import HEIGHT_PX, WIDTH_PX
+from embbench.report.charts.latency import latency_figure
+from embbench.report.charts.resources import resources_figure
+from embbench.report.charts.throughput import throughput_figure
+from embbench.report.charts.timeline import timeline_figure
+from embbench.report.stats import aggregate, mean_interval, prepare
+from embbench.results.ceilings import Ceilings
 from embbench.results.folder import RunData, load_run
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
@@ -94,7 +91,7 @@ def test_every_cell_failed(tmp_path: Path) -> None:
 
 
 def test_throughput_figure_says_what_it_shows(run: RunData) -> None:
-    fig = throughput_figure(aggregate(run.summary), run.meta)
+    fig = throughput_figure(aggregate(run.summary), run.record)
     ax = fig.axes[0]
     assert fig.get_suptitle() == "Throughput by concurrency"
     assert "concurrency" in ax.get_xlabel() and ax.get_xscale() == "log"
@@ -109,7 +106,7 @@ def test_throughput_figure_says_what_it_shows(run: RunData) -> None:
 
 def test_throughput_ceiling_argument_and_error_bars(run: RunData) -> None:
     ceiling = pd.DataFrame([{"backend": "onnx", "quantize": "int8", "sentences_per_s": 300.0}])
-    meta = {**run.meta, "ceiling": None}
+    meta = dataclasses.replace(run.record, ceilings=Ceilings())
     fig = throughput_figure(aggregate(run.summary), meta, ceiling)
     assert "offline ceiling (onnx int8)" in legend_texts(fig)
     assert "offline ceiling (torch)" not in legend_texts(fig)
@@ -125,7 +122,7 @@ def test_throughput_ceiling_argument_and_error_bars(run: RunData) -> None:
 
 
 def test_latency_figure_has_a_line_per_label_and_percentile(run: RunData) -> None:
-    fig = latency_figure(aggregate(run.summary), run.meta)
+    fig = latency_figure(aggregate(run.summary), run.record)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and "ms" in ax.get_ylabel()
     assert len(ax.get_lines()) == 3 * 3
@@ -133,7 +130,7 @@ def test_latency_figure_has_a_line_per_label_and_percentile(run: RunData) -> Non
 
 
 def test_resources_figure(run: RunData) -> None:
-    fig = resources_figure(aggregate(run.summary), run.meta)
+    fig = resources_figure(aggregate(run.summary), run.record)
     cpu_ax, mem_ax = fig.axes
     assert "%" in cpu_ax.get_ylabel() and "MB" in mem_ax.get_ylabel()
     # 3 labels x 2 concurrency levels of CPU bars; 3 labels x RSS and PSS
@@ -146,9 +143,9 @@ def test_resources_figure(run: RunData) -> None:
 
 def test_timeline_skips_cells_without_files(run: RunData) -> None:
     cells = list(run.summary["cell"])
-    samples = {c: run.samples(c) for c in cells[:2]}
-    requests = {c: run.requests(c) for c in cells[:1]}
-    fig = timeline_figure(run.summary, requests, samples, run.meta)
+    samples = {c: pd.read_csv(run.folder.samples(c)) for c in cells[:2]}
+    requests = {c: pd.read_csv(run.folder.requests(c)) for c in cells[:1]}
+    fig = timeline_figure(prepare(run.summary), requests, samples, run.record)
     rps_ax, cpu_ax, mem_ax = fig.axes
     assert len(rps_ax.get_lines()) == 1
     assert len(cpu_ax.get_lines()) == 2 * 2 * 2  # 2 cells x (server, loadgen) x (all, measure)

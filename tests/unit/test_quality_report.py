@@ -10,10 +10,11 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from embbench.report.charts.registry import write_charts
-from embbench.report.charts.summary import quality_figure
+from embbench.report.charts import write_charts
+from embbench.report.charts.quality import quality_figure
 from embbench.report.document import render_markdown
 from embbench.results.folder import load_run
+from embbench.results.record import RunRecord
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
 
@@ -85,11 +86,11 @@ def test_quality_figure_marks_mismatches_and_thresholds() -> None:
         {"label": "int8", "cosine_min": 0.98, "cosine_p1": 0.985, "cosine_p50": 0.9937,
          "cosine_threshold": 0.97, "mismatched": 2},
     ]  # fmt: skip
-    fig = quality_figure(rows, {"run_id": "x"})
+    fig = quality_figure(rows, RunRecord(run_id="x"))
     [ax] = fig.axes
     assert {t.get_text() for t in ax.get_yticklabels()} == {"fp32", "int8"}
     texts = [t.get_text() for t in ax.texts]
     assert "2 mismatched" in texts
     assert ax.get_xscale() == "log"
-    empty = quality_figure([], {"run_id": "x"})
+    empty = quality_figure([], RunRecord(run_id="x"))
     assert "no answer checked" in [t.get_text() for t in empty.axes[0].texts]

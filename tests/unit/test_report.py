@@ -13,20 +13,27 @@ import pandas as pd
 import pytest
 
 from embbench.errors import UsageError
-from embbench.report.document import (
-    aggregate,
-    compare_runs,
-    compare_to_baseline,
-    explain,
-    render_compare_markdown,
-    render_markdown,
-    winners,
-)
-from embbench.report.stats import mean_interval
+from embbench.report.compare import compare_runs, compare_to_baseline, winners
+from embbench.report.compare_markdown import render_compare_markdown
+from embbench.report.document import render_markdown
+from embbench.report.sections.why import explain
+from embbench.report.stats import aggregate, mean_interval
+from embbench.report.view import RunView
 from embbench.results.folder import SUMMARY_COLUMNS, RunData, load_run
+from embbench.results.record import RunRecord
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
-META = {"host": {"cpu_model": "Test CPU", "cores": 2, "memory_gb": 8, "platform": "Linux"}}
+# A run.json of version 1 that recorded no traits: its variants' come from the migration.
+RUN_JSON = {
+    "schema_version": 1,
+    "host": {"cpu_model": "Test CPU", "cores": 2, "memory_gb": 8, "platform": "Linux"},
+}
+META = RunRecord.from_json(RUN_JSON)
+
+
+def with_ceilings(**lists: Any) -> RunRecord:
+    """META with run.json's ceiling lists ("ceiling", "ceiling_after") as given."""
+    return RunRecord.from_json({**RUN_JSON, **lists})
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +260,7 @@ def test_failed_cells_do_not_win() -> None:
 
 
 def test_explain_on_the_fixture(run: RunData, agg: pd.DataFrame) -> None:
-    text = "\n".join(explain(run.summary, agg, run.meta))
+    text = "\n".join(explain(RunView.of(run.summary, run.record)))
     assert "shared-rwlock is oversubscribed (1 × 4 intra-op threads = 4 on 2 cores)" in text
     assert "batched at c=100: the load generator was saturated in 1 of 2 repeats" in text
     assert "28.0 rps is a floor" in text
@@ -265,14 +272,14 @@ def test_explain_on_the_fixture(run: RunData, agg: pd.DataFrame) -> None:
 
 def test_explain_says_nothing_without_a_reason() -> None:
     frame = pd.DataFrame([row(variant="a"), row(variant="b", rps=20.0)])
-    assert explain(frame, aggregate(frame), META) == []
+    assert explain(RunView.of(frame, META)) == []
 
 
 def test_oversubscription_from_workers_times_threads() -> None:
     frame = pd.DataFrame(
         [row(variant="per-worker", workers=2, threads=2, rps=5.0), row(variant="batched", rps=20.0)]
     )
-    text = " ".join(explain(frame, aggregate(frame), META))
+    text = " ".join(explain(RunView.of(frame, META)))
     assert "per-worker is oversubscribed (2 × 2 intra-op threads = 4 on 2 cores)" in text
     assert "5.0 rps, 0.25× the 20.0 rps of batched" in text
 
@@ -285,7 +292,7 @@ def test_little_law_wrong_embeddings_and_errors() -> None:
             row(variant="c", failures=7, requests=70, errors_connection=5, errors_5xx=2),
         ]
     )
-    text = " ".join(explain(frame, aggregate(frame), META))
+    text = " ".join(explain(RunView.of(frame, META)))
     assert "4.0 rps × 0.500 s mean latency = 2.0 requests in flight for 10 users" in text
     assert "cosine min 0.9100 below the threshold 0.9990" in text
     assert "7 of 70 requests failed (5 connection, 2 HTTP 5xx)" in text
@@ -299,7 +306,7 @@ def test_memory_per_worker_and_copy_on_write() -> None:
             row(variant="preload", workers=4, threads=1, pss_mb_max=700.0, rss_mb_max=1600.0),
         ]
     )
-    text = " ".join(explain(frame, aggregate(frame), META))
+    text = " ".join(explain(RunView.of(frame, META)))
     assert "per-worker runs 4 processes in 1000 MB PSS" in text
     assert "each extra worker costs about 200 MB" in text  # (1000 - 400) / 3
     assert "each extra worker costs about 100 MB" in text  # preload: (700 - 400) / 3
@@ -313,7 +320,7 @@ def test_mutex_that_keeps_the_cpu_busy_is_not_blamed() -> None:
             row(variant="shared-rwlock", rps=10.5, cpu_pct_mean=198.0),
         ]
     )
-    assert not [s for s in explain(frame, aggregate(frame), META) if "idle" in s]
+    assert not [s for s in explain(RunView.of(frame, META)) if "idle" in s]
 
 
 # --- Markdown -------------------------------------------------------------------------------
@@ -359,7 +366,7 @@ def test_render_markdown_marks_not_significant(tmp_path: Path) -> None:
             row(variant="other", rps=11.5, repeat=1),
         ]
     )
-    text = render_markdown(RunData(path=tmp_path, meta=META, summary=frame), "base")
+    text = render_markdown(RunData(path=tmp_path, record=META, summary=frame), "base")
     assert "| other | 10 | 1.02 (" in text and "| tie within noise (±" in text
     assert "significant |" not in text
     assert "None: every cell finished with status ok." in text
@@ -395,14 +402,16 @@ def test_compare_runs(run: RunData, tmp_path: Path) -> None:
 def test_explain_sets_the_best_against_the_offline_ceiling(run: RunData, agg: pd.DataFrame) -> None:
     ceiling = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 1,
                "streams": 2, "best_batch": 8, "batch1_ms": 50.0, "batch1_threads": 2}  # fmt: skip
-    said = [s for s in explain(run.summary, agg, {**META, "ceiling": [ceiling]}) if "ceiling" in s]
+    view = RunView.of(run.summary, with_ceilings(ceiling=[ceiling]))
+    said = [s for s in explain(view) if "ceiling" in s]
     top = agg.loc[agg["rps"].idxmax()]
     assert len(said) == 1  # no c=1 cell in the fixture: no latency sentence
     assert f"{top['label']} serves {top['rps']:.1f} rps" in said[0]
     assert f"{100 * top['rps'] / 40.0:.0f} % of the torch none offline ceiling" in said[0]
     assert "1 thread(s) x 2 stream(s), batch 8" in said[0]
     other = {**ceiling, "backend": "onnx"}  # no onnx rows: nothing to say
-    assert not [s for s in explain(run.summary, agg, {**META, "ceiling": [other]}) if "ceil" in s]
+    view = RunView.of(run.summary, with_ceilings(ceiling=[other]))
+    assert not [s for s in explain(view) if "ceil" in s]
 
 
 def test_ceiling_comparison_leaves_out_servers_that_refused_requests() -> None:
@@ -414,7 +423,7 @@ def test_ceiling_comparison_leaves_out_servers_that_refused_requests() -> None:
     )
     ceiling = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 2,
                "streams": 1, "best_batch": 8, "batch1_ms": 600.0, "batch1_threads": 2}  # fmt: skip
-    said = [s for s in explain(frame, aggregate(frame), {**META, "ceiling": [ceiling]})
+    said = [s for s in explain(RunView.of(frame, with_ceilings(ceiling=[ceiling])))
             if "ceiling" in s or "bare" in s]  # fmt: skip
     assert said[0].startswith("At c=1, answers all serves 20.0 rps, 50 % of the torch none")
     assert "answers all's p50 of 900.00 ms is 1.50x one bare torch none forward pass" in said[1]
@@ -426,8 +435,8 @@ def test_ceiling_measured_again_after_the_cells_is_cited_too() -> None:
     before = {"backend": "torch", "quantize": "none", "sentences_per_s": 40.0, "threads": 2,
               "streams": 1, "best_batch": 8, "batch1_ms": 600.0, "batch1_threads": 2}  # fmt: skip
     after = {**before, "sentences_per_s": 25.0, "batch1_ms": 750.0}
-    meta = {**META, "ceiling": [before], "ceiling_after": [after]}
-    said = [s for s in explain(frame, aggregate(frame), meta) if "ceiling" in s or "bare" in s]
+    meta = with_ceilings(ceiling=[before], ceiling_after=[after])
+    said = [s for s in explain(RunView.of(frame, meta)) if "ceiling" in s or "bare" in s]
     assert "50 % of the torch none offline ceiling" in said[0]
     assert "measured again after the cells, 25.0 sentences/s (80 %)" in said[0]
     assert "1.50x one bare torch none forward pass (600.00 ms" in said[1]

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from embbench.errors import ResultsError
 from embbench.results import folder as results
+from embbench.results.record import RunRecord
 
 
 def test_run_dirs_are_never_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +27,7 @@ def test_explicit_run_id_that_exists_is_an_error(tmp_path: Path) -> None:
 
 def test_summary_round_trip(tmp_path: Path) -> None:
     run = results.create_run_dir(tmp_path, "r1")
-    results.write_json(run / "run.json", {"schema_version": results.SCHEMA_VERSION})
+    RunRecord(run_id="r1").dump(run / "run.json")
     writer = results.SummaryWriter(run / "summary.csv")
     writer.append({"variant": "batched", "label": "", "concurrency": 10, "rps": 12.34567})
     data = results.load_run(run)
@@ -36,7 +38,7 @@ def test_summary_round_trip(tmp_path: Path) -> None:
 
 def test_load_run_rejects_other_versions(tmp_path: Path) -> None:
     run = results.create_run_dir(tmp_path, "old")
-    results.write_json(run / "run.json", {"schema_version": 99})
+    (run / "run.json").write_text(json.dumps({"schema_version": 99}))
     results.SummaryWriter(run / "summary.csv")
     with pytest.raises(ResultsError, match="schema_version 99"):
         results.load_run(run)

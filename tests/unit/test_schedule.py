@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from embbench.load import schedule
-from embbench.load.locust import LoadSpec, locust_command, open_timing
+from embbench.load.locust import LoadSpec, locust_command
+from embbench.load.loops.open import open_timing
 
 
 def test_poisson_schedule_is_reproducible_from_its_seed() -> None:

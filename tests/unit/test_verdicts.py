@@ -23,7 +23,7 @@ from embbench.report.verdicts import (
     TOO_FEW,
     UNSTABLE_CV,
     WELCH,
-    Verdict,
+    Comparison,
     compare_paired,
     compare_unpaired,
     cv,
@@ -35,7 +35,7 @@ from embbench.report.verdicts import (
     unstable,
 )
 
-Compare = Callable[[Sequence[float], Sequence[float]], Verdict]
+Compare = Callable[[Sequence[float], Sequence[float]], Comparison]
 Array = npt.NDArray[np.float64]
 
 SEED = 20261125
@@ -211,11 +211,11 @@ def test_identical_ratios() -> None:
 
 def test_describe() -> None:
     assert (
-        Verdict(1.23, 1.10, 1.38, 5, PAIRED, SIGNIFICANT, 11.8).describe()
+        Comparison(1.23, 1.10, 1.38, 5, PAIRED, SIGNIFICANT, 11.8).describe()
         == "1.23× (1.10–1.38), significant"
     )
-    assert Verdict(1.01, 0.95, 1.07, 3, PAIRED, TIE, 7.2).describe() == "tie within noise (±7 %)"
-    assert Verdict(1.0, 0.99, 1.01, 3, PAIRED, TIE, 0.42).describe() == (
+    assert Comparison(1.01, 0.95, 1.07, 3, PAIRED, TIE, 7.2).describe() == "tie within noise (±7 %)"
+    assert Comparison(1.0, 0.99, 1.01, 3, PAIRED, TIE, 0.42).describe() == (
         "tie within noise (±0.4 %)"
     )
 

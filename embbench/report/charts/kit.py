@@ -7,7 +7,7 @@ threads; the Agg backend is chosen before anything imports pyplot.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import NullFormatter
 
-from embbench.machine.host import describe_host
 from embbench.report.stats import records
-from embbench.results.ceilings import best_rate
+from embbench.results.ceilings import Ceiling, best_rate
+from embbench.results.record import RunRecord
 
 DPI = 110
 WIDTH_PX, HEIGHT_PX = 1000, 600
@@ -51,7 +51,7 @@ def new_figure(rows: int = 1, columns: int = 1) -> tuple[Figure, Axes]:
 def finish(
     fig: Figure,
     ax: Axes,
-    meta: Mapping[str, Any],
+    record: RunRecord,
     title: str,
     empty: str,
     legend: bool = True,
@@ -70,12 +70,12 @@ def finish(
         )
     elif legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    fig.text(0.01, 0.01, caption(meta), fontsize=7, color="0.3")
+    fig.text(0.01, 0.01, caption(record), fontsize=7, color="0.3")
     return fig
 
 
-def caption(meta: Mapping[str, Any]) -> str:
-    return f"run {meta.get('run_id', '?')} · {describe_host(meta.get('host') or {})}"
+def caption(record: RunRecord) -> str:
+    return f"run {record.run_id or '?'} · {record.host.describe()}"
 
 
 def concurrency_axis(ax: Axes, agg: pd.DataFrame) -> None:
@@ -89,19 +89,22 @@ def concurrency_axis(ax: Axes, agg: pd.DataFrame) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def ceilings(meta: Mapping[str, Any], ceiling: pd.DataFrame | None) -> list[dict[str, Any]]:
-    items: Sequence[Mapping[str, Any]] = (
-        records(ceiling) if ceiling is not None else meta.get("ceiling") or []
+def ceilings(record: RunRecord, ceiling: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The offline ceilings to draw as lines: the record's (measured before the cells), or
+    those of a `ceiling` frame given instead."""
+    items: Sequence[Ceiling] = (
+        [Ceiling.from_json(r) for r in records(ceiling)]
+        if ceiling is not None
+        else record.ceilings.before
     )
     out = []
     for item in items:
         value, figure = best_rate(item)
-        quantize = item.get("quantize")
-        name = str(item.get("backend", "?"))
-        if isinstance(quantize, str) and quantize not in ("", "none"):
-            name += f" {quantize}"
-        if item.get("streams") is not None:  # runs before thread layouts were measured lack it
-            name += f", {item.get('threads')}t x {item.get('streams')}"
+        name = item.backend or "?"
+        if item.quantize not in ("", "none"):
+            name += f" {item.quantize}"
+        if item.streams is not None:  # runs before thread layouts were measured lack it
+            name += f", {item.threads}t x {item.streams}"
         if figure == "reachable":
             name += ", arrival order"
         if not math.isnan(value):
@@ -133,10 +136,3 @@ def as_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def read_frame(path: Path) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, OSError):
-        return None

@@ -15,7 +15,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from embbench.report.charts.kit import colors_of, finish, new_figure, numbers
-from embbench.report.stats import prepare, records
+from embbench.report.stats import records
+from embbench.results.record import RunRecord
 
 LINE_STYLES: tuple[tuple[str, Any], ...] = (
     ("server CPU / RSS", "-"),
@@ -25,20 +26,20 @@ LINE_STYLES: tuple[tuple[str, Any], ...] = (
 
 
 def timeline_figure(
-    summary: pd.DataFrame,
+    frame: pd.DataFrame,
     requests: Mapping[str, pd.DataFrame],
     samples: Mapping[str, pd.DataFrame],
-    meta: Mapping[str, Any],
+    record: RunRecord,
 ) -> Figure:
     """The whole run against time: responses/s, CPU % and memory, each cell's window shaded.
 
-    `requests` and `samples` map a cell name to its per-cell frame; a cell without one is
+    `frame` is the run's summary as stats.prepare makes it (RunView.frame); `requests` and
+    `samples` map a cell name to its per-cell frame; a cell without one is
     simply not drawn in that panel. Throughput counts 2xx responses by completion time
     (start + latency) in one-second bins; warm-up samples are drawn faded.
     """
     fig = new_figure(rows=3)[0]
     rps_ax, cpu_ax, mem_ax = fig.axes
-    frame = prepare(summary)
     colors = colors_of(frame)
     t0 = _start_time(frame, requests, samples)
     for row in records(frame):
@@ -56,7 +57,7 @@ def timeline_figure(
         rps_ax.text(
             (start + end) / 2 - t0,
             1.0,
-            f"c={row['concurrency']:g}{failed}",
+            f"{row['level']}{failed}",
             rotation=90,
             fontsize=6,
             ha="center",
@@ -74,7 +75,7 @@ def timeline_figure(
     rps_ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     empty = "" if requests or samples else "no per-cell requests or samples file"
     title = "Timeline of the run (shaded: measured window of each cell)"
-    return finish(fig, rps_ax, meta, title, empty, legend=False)
+    return finish(fig, rps_ax, record, title, empty, legend=False)
 
 
 def _plot_rate(ax: Axes, frame: pd.DataFrame, t0: float, color: Any) -> None:

@@ -12,36 +12,47 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from embbench.report.markdown import num as _num
 from embbench.report.markdown import table as _table
-from embbench.report.sections.ceiling import ceiling_cpu_ms, host_cores, of_backend
+from embbench.report.sections.base import ReportOptions, Section
+from embbench.report.sections.ceiling import CEILING_CPU_MS, CPU_MS, ceiling_cpu_ms, host_cores
 from embbench.report.stats import records
+from embbench.report.view import RunView
+from embbench.results.record import RunRecord
 
-# USD per core-hour: about what an on-demand general-purpose cloud vCPU costs (2026); pass
-# --price-per-core-hour for your own. The cost counts the server's CPU time only.
-DEFAULT_PRICE_PER_CORE_HOUR = 0.05
 MS_PER_HOUR = 3_600_000.0
 
 
-def _ceiling_cpu_ms(meta: Mapping[str, Any], backend: Any, quantize: Any) -> float:
+def _ceiling_cpu_ms(record: RunRecord, backend: Any, quantize: Any) -> float:
     """CPU ms per embedding at the offline ceiling measured before the cells."""
-    first = of_backend(meta.get("ceiling"), backend, quantize)
-    return ceiling_cpu_ms(first[0], host_cores(meta)) if first else math.nan
+    first = record.ceilings.first(backend, quantize)
+    return ceiling_cpu_ms(first, host_cores(record)) if first else math.nan
 
 
-def capacity_section(
-    capacity: pd.DataFrame,
-    agg: pd.DataFrame,
-    meta: Mapping[str, Any],
-    price_per_core_hour: float = DEFAULT_PRICE_PER_CORE_HOUR,
-) -> list[str]:
+# capacity.csv's columns as tables show them: this section's and `embbench capacity`'s.
+HEADINGS = {
+    "label": "label",
+    "status": "status",
+    "qps_at_slo": "rps at target",
+    "p99_at_slo_ms": "p99 ms",
+    "cpu_pct_at_slo": "CPU %",
+    "cpu_ms_per_embedding": CPU_MS,
+    "pss_mb_at_slo": "PSS MB",
+    "probes": "probes",
+}
+
+
+def body(view: RunView, options: ReportOptions) -> list[str] | None:
+    """None for a run that is not an `embbench capacity` run (no capacity.csv)."""
+    capacity, agg, record = view.capacity, view.agg, view.record
+    if capacity is None:
+        return None
+    price_per_core_hour = options.price_per_core_hour
     backends = {r["label"]: (r.get("backend"), r.get("quantize") or "none") for r in records(agg)}
     rows, knees = [], []
     for r in records(capacity):
         cpu_ms = float(r.get("cpu_ms_per_embedding") or math.nan)
-        ceiling = _ceiling_cpu_ms(meta, *backends.get(r["label"], (None, None)))
+        ceiling = _ceiling_cpu_ms(record, *backends.get(r["label"], (None, None)))
         cost = cpu_ms / MS_PER_HOUR * 1e6 * price_per_core_hour
         rows.append([
             str(r["label"]), str(r["status"]), _num(r.get("qps_at_slo"), 1),
@@ -51,9 +62,11 @@ def capacity_section(
         ])  # fmt: skip
         knees.append(f"- {r['label']}: {_knee(r)}")
     slo = float(capacity["slo_p99_ms"].iloc[0]) if len(capacity) else math.nan
-    headers = ["label", "status", "rps at target", "p99 ms", "CPU %", "CPU ms/embedding",
-               "ceiling CPU ms/embedding", "PSS MB", f"USD per million (at {price_per_core_hour:g}"
-               "/core-hour)", "probes"]  # fmt: skip
+    shown = ("label", "status", "qps_at_slo", "p99_at_slo_ms", "cpu_pct_at_slo",
+             "cpu_ms_per_embedding")  # fmt: skip
+    usd = f"USD per million (at {price_per_core_hour:g}/core-hour)"
+    headers = [*(HEADINGS[k] for k in shown), CEILING_CPU_MS, HEADINGS["pss_mb_at_slo"], usd,
+               HEADINGS["probes"]]  # fmt: skip
     return [
         f"The highest open-loop arrival rate whose p99 (from the scheduled send) stays within "
         f"{slo:g} ms and whose errors stay within the limit, per label; every probe is a row "
@@ -72,3 +85,6 @@ def _knee(r: Mapping[str, Any]) -> str:
     if r.get("status") == "none":
         return f"meets the target at no rate tried ({reason})."
     return f"capacity not decided ({reason})."
+
+
+SECTION = Section("Capacity", body)

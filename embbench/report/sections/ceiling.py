@@ -4,73 +4,48 @@ beside the offline ceilings measured just before and just after its repeat.
 A shared machine drifts (the same server and the same ceiling moved 10 % within an hour
 here), so a ratio to a ceiling measured once, at the start of a 20-minute run, carries that
 drift. The runner measures the ceiling before the cells, between repeats and after them
-(runner.measure_ceilings); a cell of repeat r is set against the mean of the two ceilings
+(run/session.py); a cell of repeat r is set against the mean of the two ceilings
 around it, and the ratios of the repeats are summarised by their median and range.
 
-CPU per embedding is the server's CPU time per answered request (CPU % x 10 / rps: ms);
-the ceiling's is its cores, all busy, over its best rate (issue 9's column), so that both
-count the same thing: CPU time per sentence embedded.
+CPU per embedding is the server's CPU time per answered request, the ceiling's its cores, all
+busy, over its best rate: both defined once, in results/cpu.py.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from embbench.report.markdown import num, table
-from embbench.report.stats import level_order, prepare
-from embbench.results.ceilings import best_rate
+from embbench.report.sections.base import ReportOptions, Section
+from embbench.report.stats import level_order
+from embbench.report.view import RunView
+from embbench.results import cpu
+from embbench.results.ceilings import Ceiling, best_rate
 from embbench.results.folder import OK
+from embbench.results.record import RunRecord
+
+# The headings of the two figures, in this section's table and in the capacity section's.
+CPU_MS = "CPU ms/embedding"
+CEILING_CPU_MS = "ceiling CPU ms/embedding"
 
 
-def ceiling_cpu_ms(ceiling: Mapping[str, Any], cores: float) -> float:
-    """CPU ms per embedding at the offline ceiling: its cores, fully busy, over its rate."""
-    rate, _ = best_rate(ceiling)
-    return cores * 1000.0 / rate if rate > 0 and cores > 0 else math.nan
+def ceiling_cpu_ms(ceiling: Ceiling, cores: float) -> float:
+    """CPU ms per embedding at an offline ceiling (results/cpu.py), at its best rate."""
+    return cpu.ceiling_cpu_ms(best_rate(ceiling)[0], cores)
 
 
-def host_cores(meta: Mapping[str, Any]) -> float:
-    return float((meta.get("host") or {}).get("cores") or math.nan)
+def host_cores(record: RunRecord) -> float:
+    return float(record.host.cores or math.nan)
 
 
-def of_backend(entries: Any, backend: Any, quantize: Any) -> list[Mapping[str, Any]]:
-    """The ceilings among `entries` (a run.json list) measured for this backend."""
-    return [
-        c
-        for c in entries or []
-        if isinstance(c, Mapping)
-        and (c.get("backend"), c.get("quantize", "none")) == (backend, quantize)
-    ]
-
-
-def ceilings_around(
-    meta: Mapping[str, Any], backend: Any, quantize: Any, repeat: int
-) -> list[Mapping[str, Any]]:
-    """The ceilings of this backend measured just before and just after repeat `repeat`."""
-    between = {
-        int(c["after_repeat"]): c
-        for c in of_backend(meta.get("ceiling_between"), backend, quantize)
-        if isinstance(c.get("after_repeat"), int)
-    }
-    first = next(iter(of_backend(meta.get("ceiling"), backend, quantize)), None)
-    last = next(iter(of_backend(meta.get("ceiling_after"), backend, quantize)), None)
-    before = first if repeat == 0 else between.get(repeat - 1)
-    # After the last repeat (or in a run from before ceilings were measured between repeats):
-    # the one measured after the cells.
-    after = between.get(repeat, last if repeat > max(between, default=-1) else None)
-    return [c for c in (before, after) if c is not None]
-
-
-def cpu_rows(summary: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+def cpu_rows(view: RunView) -> list[dict[str, Any]]:
     """Per (label, level) of a backend with ceilings: the server's median CPU ms per
     embedding, and its ratio to the ceilings around each repeat (median, lowest, highest)."""
-    frame = prepare(summary)
+    frame, record = view.frame, view.record
     frame = frame[(frame["status"] == OK) & (frame["rps"] > 0) & frame["cpu_pct_mean"].notna()]
-    cores = host_cores(meta)
+    cores = host_cores(record)
     out = []
     for (label, level), rows in frame.groupby(["label", "level"], sort=False):
         cpu_ms, ceilings, ratios = [], [], []
@@ -78,12 +53,12 @@ def cpu_rows(summary: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str, A
             quantize = r["quantize"] if isinstance(r["quantize"], str) else "none"
             around = [
                 ceiling_cpu_ms(c, cores)
-                for c in ceilings_around(meta, r["backend"], quantize, int(r["repeat"]))
+                for c in record.ceilings.around(r["backend"], quantize, int(r["repeat"]))
             ]
             around = [a for a in around if a > 0]
             if not around:
                 continue
-            server = float(r["cpu_pct_mean"]) * 10.0 / float(r["rps"])
+            server = cpu.server_cpu_ms(float(r["cpu_pct_mean"]), float(r["rps"]))
             ceiling = statistics.fmean(around)
             cpu_ms.append(server)
             ceilings.append(ceiling)
@@ -104,12 +79,12 @@ def cpu_rows(summary: pd.DataFrame, meta: Mapping[str, Any]) -> list[dict[str, A
     return sorted(out, key=lambda row: (level_order(str(row["level"])), row["ratio"]))
 
 
-def cpu_section(summary: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
-    rows = cpu_rows(summary, meta)
+def cpu_section(view: RunView) -> list[str]:
+    """The table with its note; empty where no cell has a ceiling of its backend around it."""
+    rows = cpu_rows(view)
     if not rows:
         return []
-    headers = ["label", "level", "CPU ms/embedding", "ceiling CPU ms/embedding", "ratio",
-               "ratio range", "repeats"]  # fmt: skip
+    headers = ["label", "level", CPU_MS, CEILING_CPU_MS, "ratio", "ratio range", "repeats"]
     cells = [
         [str(r["label"]), str(r["level"]), num(r["cpu_ms"], 3), num(r["ceiling_ms"], 3),
          f"{num(r['ratio'], 2)}x", f"{num(r['ratio_low'], 2)}-{num(r['ratio_high'], 2)}x",
@@ -123,3 +98,10 @@ def cpu_section(summary: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
         "",
         *table(headers, cells),
     ]
+
+
+def body(view: RunView, options: ReportOptions) -> list[str] | None:
+    return cpu_section(view) or None  # left out where there is nothing to set side by side
+
+
+SECTION = Section("CPU per embedding against the ceiling", body)

@@ -1,6 +1,6 @@
 """Why the losers lose: sentences from a run's columns, each citing the numbers it rests on.
 
-Pure functions, used by report.py. A rule speaks only when its columns are present and say so.
+Pure functions of the run's view. A rule speaks only when its columns are present and say so.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.report.compare import winners
-from embbench.report.stats import error_kinds, is_false, is_true, prepare, records
+from embbench.report.sections.base import ReportOptions, Section
+from embbench.report.stats import error_kinds, is_false, is_true, level_order, records
+from embbench.report.view import RunView
 from embbench.results.ceilings import best_rate
+from embbench.results.record import RunRecord
 
 # Below this much idle CPU (% of all cores) a mutex is not what holds a server back.
 IDLE_WORTH_SAYING = 10.0
@@ -23,25 +25,33 @@ SIMILAR = 1.10
 SHARED_WORTH_SAYING = 0.15
 
 
-def explain(summary: pd.DataFrame, agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+def explain(view: RunView) -> list[str]:
     """Sentences saying why the losers lose, each from the columns that show it.
 
     A rule speaks only when its columns are present and say so; every sentence carries the
     numbers it rests on.
     """
-    frame = prepare(summary)
-    cores = _cores(meta, frame)
-    best = {row["level"]: row for row in records(winners(agg))}
+    frame, agg, record = view.frame, view.agg, view.record
+    cores = _cores(record, frame)
+    best = {row["level"]: row for row in records(view.winners)}
     return [
         *_oversubscription(frame, agg, best, cores),
-        *_lock_contention(agg, cores, meta),
-        *_memory_per_worker(agg, meta),
+        *_lock_contention(agg, cores, record),
+        *_memory_per_worker(agg, record),
         *_saturated_loadgen(frame),
         *_little_law(frame),
         *_wrong_embeddings(frame),
         *_request_failures(frame),
-        *_against_ceiling(agg, meta),
+        *_against_ceiling(agg, record),
     ]
+
+
+def body(view: RunView, options: ReportOptions) -> list[str]:
+    reasons = [f"- {s}" for s in explain(view)]
+    return reasons or ["Nothing in the data calls for an explanation."]
+
+
+SECTION = Section("Why", body)
 
 
 def _oversubscription(
@@ -78,12 +88,10 @@ def _oversubscription(
             if win is None:
                 continue
             if win["label"] == label:
-                parts.append(
-                    f"at c={row['concurrency']} it still serves the most ({row['rps']:.1f} rps)"
-                )
+                parts.append(f"at {row['level']} it still serves the most ({row['rps']:.1f} rps)")
             else:
                 parts.append(
-                    f"at c={row['concurrency']} it serves {row['rps']:.1f} rps, "
+                    f"at {row['level']} it serves {row['rps']:.1f} rps, "
                     f"{row['rps'] / win['rps']:.2f}× the {win['rps']:.1f} rps of {win['label']}"
                 )
         tail = ": " + "; ".join(parts) if parts else ""
@@ -93,15 +101,15 @@ def _oversubscription(
     return out
 
 
-def _lock_contention(agg: pd.DataFrame, cores: int, meta: Mapping[str, Any]) -> list[str]:
+def _lock_contention(agg: pd.DataFrame, cores: int, record: RunRecord) -> list[str]:
     if cores <= 0:
         return []
     capacity = cores * 100.0
     out = []
     # One process, one model: a mutex set against a read-write lock over the same model.
-    single = agg[[not _trait(meta, v, "multi_process") for v in agg["variant"]]]
-    mutexes = records(single[[_trait(meta, v, "lock") == "mutex" for v in single["variant"]]])
-    rwlocks = records(single[[_trait(meta, v, "lock") == "rwlock" for v in single["variant"]]])
+    single = agg[[not _trait(record, v, "multi_process") for v in agg["variant"]]]
+    mutexes = records(single[[_trait(record, v, "lock") == "mutex" for v in single["variant"]]])
+    rwlocks = records(single[[_trait(record, v, "lock") == "rwlock" for v in single["variant"]]])
     for m in mutexes:
         for r in rwlocks:
             same = all(_same(m[k], r[k]) for k in ("level", "backend", "quantize"))
@@ -113,7 +121,7 @@ def _lock_contention(agg: pd.DataFrame, cores: int, meta: Mapping[str, Any]) -> 
                 continue
             verb = "about the same as" if m["rps"] * SIMILAR >= r["rps"] else "less than"
             out.append(
-                f"At c={m['concurrency']} {m['label']} serves {m['rps']:.1f} rps, {verb} "
+                f"At {m['level']} {m['label']} serves {m['rps']:.1f} rps, {verb} "
                 f"{r['label']}'s {r['rps']:.1f} rps, on {m['cpu_pct_mean']:.0f} % CPU of the "
                 f"{capacity:.0f} % that {cores} cores offer: one inference at a time leaves "
                 f"{idle:.0f} % of the CPU idle ({r['label']} uses {r['cpu_pct_mean']:.0f} %)."
@@ -121,9 +129,9 @@ def _lock_contention(agg: pd.DataFrame, cores: int, meta: Mapping[str, Any]) -> 
     return out
 
 
-def _memory_per_worker(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+def _memory_per_worker(agg: pd.DataFrame, record: RunRecord) -> list[str]:
     workers = pd.to_numeric(agg["workers"], errors="coerce").fillna(1)
-    many = pd.Series([bool(_trait(meta, v, "multi_process")) for v in agg["variant"]], agg.index)
+    many = pd.Series([bool(_trait(record, v, "multi_process")) for v in agg["variant"]], agg.index)
     multi = agg[many & (workers > 1)]
     single = agg[~many & (workers <= 1) & agg["pss_mb_max"].notna()]
     out = []
@@ -145,7 +153,7 @@ def _memory_per_worker(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
                 f"RSS {rss:.0f} MB) against {ref:.0f} MB PSS for one process ({names}): each "
                 f"extra worker costs about {(pss - ref) / (n - 1):.0f} MB."
             )
-        shares = _trait(meta, rows["variant"].iloc[0], "shared_memory")
+        shares = _trait(record, rows["variant"].iloc[0], "shared_memory")
         if shares and not math.isnan(rss) and rss > 0:
             shared = rss - pss
             if shared / rss >= SHARED_WORTH_SAYING:
@@ -165,7 +173,7 @@ def _memory_per_worker(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
 
 def _saturated_loadgen(frame: pd.DataFrame) -> list[str]:
     out = []
-    for (label, concurrency), rows in _by_cell(frame):
+    for (label, level), rows in _by_cell(frame):
         hit = rows[is_true(rows["loadgen_saturated"])]
         if hit.empty:
             continue
@@ -174,7 +182,7 @@ def _saturated_loadgen(frame: pd.DataFrame) -> list[str]:
         cpu_text = f" (its CPU averaged {cpu.mean():.0f} %)" if len(cpu) else ""
         what = f"{rps} rps is a floor" if rps else "the numbers are a floor"
         out.append(
-            f"{label} at c={concurrency}: the load generator was saturated in {len(hit)} of "
+            f"{label} at {level}: the load generator was saturated in {len(hit)} of "
             f"{len(rows)} repeats{cpu_text}, so {what}, not the server's limit."
         )
     return out
@@ -183,7 +191,7 @@ def _saturated_loadgen(frame: pd.DataFrame) -> list[str]:
 def _little_law(frame: pd.DataFrame) -> list[str]:
     out = []
     for row in records(frame[is_false(frame["little_law_ok"])]):
-        where = f"{row['label']} at c={row['concurrency']:g} (repeat {row['repeat']:g})"
+        where = f"{row['label']} at {row['level']} (repeat {row['repeat']:g})"
         rps, mean_s = row["rps"], row["latency_mean_ms"] / 1000.0
         if math.isnan(rps) or math.isnan(mean_s):
             out.append(
@@ -231,13 +239,13 @@ def _request_failures(frame: pd.DataFrame) -> list[str]:
         kinds = error_kinds(row) or "kind not recorded"
         total = f" of {row['requests']:.0f}" if not math.isnan(row["requests"]) else ""
         out.append(
-            f"{row['label']} at c={row['concurrency']:g} (repeat {row['repeat']:g}): "
+            f"{row['label']} at {row['level']} (repeat {row['repeat']:g}): "
             f"{row['failures']:.0f}{total} requests failed ({kinds})."
         )
     return out
 
 
-def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+def _against_ceiling(agg: pd.DataFrame, record: RunRecord) -> list[str]:
     """How close the best server of each measured backend comes to its offline ceiling: the
     best throughput against the best batched rate, the best c=1 p50 against one bare pass."""
     out = []
@@ -249,34 +257,28 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
         & (agg["failures"].fillna(0) == 0)
         & ~is_true(agg["incorrect"])
     ]
-    for ceiling in meta.get("ceiling") or []:
-        backend, quantize = ceiling.get("backend"), ceiling.get("quantize", "none")
+    for ceiling in record.ceilings.before:
+        backend: Any = ceiling.backend  # compared with a column: pandas' Any, as the rows are
+        quantize = ceiling.quantize
         rows = ok[(ok["backend"] == backend) & (ok["quantize"].fillna("none") == quantize)]
         rate, figure = best_rate(ceiling)
         if rows.empty or not rate > 0:
             continue
-        after: Mapping[str, Any] = next(
-            (
-                c
-                for c in meta.get("ceiling_after") or []
-                if (c.get("backend"), c.get("quantize", "none")) == (backend, quantize)
-            ),
-            {},
-        )
+        after = record.ceilings.last(backend, quantize)
         top = rows.loc[rows["rps"].idxmax()]
-        layout = f"{ceiling.get('threads')} thread(s) x {ceiling.get('streams', 1)} stream(s)"
-        if figure == "reachable":
-            reach = ceiling["reachable"]
+        layout = f"{ceiling.threads} thread(s) x {ceiling.streams or 1} stream(s)"
+        if figure == "reachable" and ceiling.reachable is not None:
+            reach = ceiling.reachable
             layout = (
-                f"{reach.get('threads')} thread(s) x {reach.get('streams', 1)} stream(s), "
-                f"arrival order, up to {reach.get('batch_tokens')} tokens a batch"
+                f"{reach.threads} thread(s) x {reach.streams or 1} stream(s), "
+                f"arrival order, up to {reach.batch_tokens} tokens a batch"
             )
         again = best_rate(after)[0] if after else math.nan
         out.append(
-            f"At c={top['concurrency']:g}, {top['label']} serves {top['rps']:.1f} rps, "
+            f"At {top['level']}, {top['label']} serves {top['rps']:.1f} rps, "
             f"{100 * top['rps'] / rate:.0f} % of the {backend} {quantize} offline ceiling "
             f"({rate:.1f} sentences/s: {layout}"
-            + (f", batch {ceiling.get('best_batch')}" if figure == "sorted" else "")
+            + (f", batch {ceiling.best_batch}" if figure == "sorted" else "")
             + ", no HTTP)"
             + (
                 f"; measured again after the cells, {again:.1f} sentences/s "
@@ -286,15 +288,15 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
             )
         )
         single = rows[rows["concurrency"] == 1]
-        bare = float(ceiling.get("batch1_ms") or math.nan)
-        bare_again = float(after.get("batch1_ms") or math.nan)
+        bare = ceiling.batch1_ms or math.nan
+        bare_again = (after.batch1_ms if after else None) or math.nan
         if not single.empty and bare > 0:
             quick = single.loc[single["latency_p50_ms"].idxmin()]
             p50 = quick["latency_p50_ms"]
             out.append(
                 f"At c=1, {quick['label']}'s p50 of {p50:.2f} ms is {p50 / bare:.2f}x one bare "
                 f"{backend} {quantize} forward pass ({bare:.2f} ms with "
-                f"{ceiling.get('batch1_threads', '?')} thread(s))"
+                f"{'?' if ceiling.batch1_threads is None else ceiling.batch1_threads} thread(s))"
                 + (
                     f", and {p50 / bare_again:.2f}x the {bare_again:.2f} ms measured after the "
                     "cells"
@@ -306,22 +308,15 @@ def _against_ceiling(agg: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _trait(meta: Mapping[str, Any], variant: Any, name: str) -> Any:
-    """A trait of a variant as the run recorded it; runs older than recorded traits take
-    the registry's (the variant's own declaration, not a name matched here)."""
-    recorded = (meta.get("traits") or {}).get(str(variant))
-    if isinstance(recorded, Mapping) and name in recorded:
-        return recorded[name]
-    from embbench.variants import REGISTRY
-
-    known = REGISTRY.get(str(variant))
-    return getattr(known.traits, name) if known is not None else None
+def _trait(record: RunRecord, variant: Any, name: str) -> Any:
+    """A trait of a variant as the run recorded it (None: a server not ours to describe)."""
+    traits = record.traits_of(variant)
+    return getattr(traits, name) if traits is not None else None
 
 
-def _cores(meta: Mapping[str, Any], frame: pd.DataFrame) -> int:
-    cores = (meta.get("host") or {}).get("cores")
-    if isinstance(cores, int | float) and cores > 0:
-        return int(cores)
+def _cores(record: RunRecord, frame: pd.DataFrame) -> int:
+    if record.host.cores is not None:
+        return record.host.cores
     present = frame["cores"].dropna()
     return int(present.iloc[0]) if len(present) else 0
 
@@ -336,10 +331,12 @@ def _same(a: Any, b: Any) -> bool:
     return bool(missing_a and missing_b) or (not missing_a and not missing_b and a == b)
 
 
-def _by_cell(frame: pd.DataFrame) -> list[tuple[tuple[str, int], pd.DataFrame]]:
+def _by_cell(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """(label, level) groups: labels in order of appearance, levels in level_order (an open
+    loop's rates share one `concurrency`, their cap on requests in flight)."""
     out = []
     for label in dict.fromkeys(frame["label"]):
         rows = frame[frame["label"] == label]
-        for concurrency in sorted(rows["concurrency"].dropna().unique()):
-            out.append(((str(label), int(concurrency)), rows[rows["concurrency"] == concurrency]))
+        for level in sorted(rows["level"].dropna().unique(), key=level_order):
+            out.append(((str(label), str(level)), rows[rows["level"] == level]))
     return out

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from embbench.machine.cache import cache_root
+from embbench.machine.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,7 @@ def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     interrupted 87 MB quantisation would stay on disk for ever.
     """
     remove_stale_temporaries(target)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        tmp.chmod(0o644)  # mkstemp makes it 0600; workers may run as another user
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(target, write)  # `.{stem}.*.tmp`, 0644: workers may run as another user
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:
@@ -305,7 +298,7 @@ def _export_checked(torch: Any, model: Any, kind: str, file: Path) -> None:
 
     # Batch 2, sequence 8: sizes 0 and 1 are specialised by torch.export, and batch and sequence
     # must differ so the two axes are not unified.
-    ids = torch.full((2, 8), 1000, dtype=torch.int64)
+    ids = torch.full((2, 8), _token_ids(model)[0], dtype=torch.int64)
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     example["token_type_ids"] = torch.zeros_like(ids)
     args = tuple(example[n] for n in names)
@@ -382,8 +375,9 @@ def _check_against_torch(torch: Any, model: Any, names: list[str], file: Path) -
 
     session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+    low, high = _token_ids(model)
     for batch, seq in ((1, 5), (3, 13)):
-        ids = rng.integers(1000, 2000, size=(batch, seq), dtype=np.int64)
+        ids = rng.integers(low, high, size=(batch, seq), dtype=np.int64)
         mask = np.ones_like(ids)
         mask[-1, seq // 2 :] = 0
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -397,6 +391,13 @@ def _check_against_torch(torch: Any, model: Any, names: list[str], file: Path) -
         err = float(np.abs(got[kept] - want.numpy()[kept]).max()) if got.shape == want.shape else 0
         if got.shape != tuple(want.shape) or not err < 1e-3:
             raise ValueError(f"exported graph differs from torch at {(batch, seq)}: max {err}")
+
+
+def _token_ids(model: Any) -> tuple[int, int]:
+    """A range of ordinary token ids for the examples: 1000-2000, or the upper half of a small
+    vocabulary (a tiny test model's)."""
+    vocab = int(getattr(model.config, "vocab_size", 30522) or 30522)
+    return (1000, 2000) if vocab >= 2000 else (vocab // 2, vocab)
 
 
 def _quantize(fp32: Path, file: Path) -> None:

@@ -31,6 +31,12 @@ class TorchBackend:
         self._torch = torch
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model.eval()
+        # DistilBERT and MPNet take no token_type_ids.
+        import inspect
+
+        self._takes_token_types = (
+            "token_type_ids" in inspect.signature(self.model.forward).parameters
+        )
 
     def set_threads(self, threads: int) -> None:
         self._torch.set_num_threads(threads)
@@ -40,10 +46,10 @@ class TorchBackend:
     ) -> Embeddings:
         torch = self._torch
         with torch.inference_mode():
+            ids = torch.from_numpy(input_ids)
+            extra = {"token_type_ids": torch.zeros_like(ids)} if self._takes_token_types else {}
             out = self.model(
-                input_ids=torch.from_numpy(input_ids),
-                attention_mask=torch.from_numpy(attention_mask),
-                token_type_ids=torch.zeros_like(torch.from_numpy(input_ids)),
+                input_ids=ids, attention_mask=torch.from_numpy(attention_mask), **extra
             )
         result: Embeddings = out.last_hidden_state.numpy().astype(np.float32, copy=False)
         return result

@@ -1,0 +1,35 @@
+"""The winners: per level, the label with the highest median throughput, named only where
+the paired comparison with the runner-up is significant."""
+
+from __future__ import annotations
+
+import math
+
+from embbench.report.markdown import headings, level_cell
+from embbench.report.markdown import num as _num
+from embbench.report.markdown import table as _table
+from embbench.report.sections.base import ReportOptions, Section
+from embbench.report.stats import records
+from embbench.report.view import RunView
+
+
+def body(view: RunView, options: ReportOptions) -> list[str]:
+    rows = [
+        [level_cell(r),
+         (r["label"] if r["decided"] else f"none: tie within noise ({r['label']} leads)")
+         + (" (a floor: loadgen saturated)" if r["loadgen_saturated"] else ""),
+         _num(r["rps"], 1), _num(r["latency_p99_ms"], 0), r["runner_up"] or "none",
+         "" if math.isnan(r["margin"]) else f"{r['margin']:.2f}×", r["verdict"]]
+        for r in records(view.winners)
+    ]  # fmt: skip
+    headers = headings("level, winner, rps, p99 ms, runner-up, rps margin, verdict")
+    note = [
+        "A winner is named only where its throughput beats the runner-up's with a paired "
+        "t-interval on the log ratio that excludes 1 (repeats pair by index); otherwise the "
+        "level is a tie within the noise shown.",
+        "",
+    ]
+    return [*note, *_table(headers, rows)] if rows else ["No cell finished with status ok."]
+
+
+SECTION = Section("Winners", body)
