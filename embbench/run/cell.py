@@ -55,7 +55,7 @@ class CellRunner:
         self.progress = progress
         self.options: ServerOptions = cell.run.options
         self.window: tuple[float, float] | None = None
-        self.request_rows: list[Any] = []
+        self.request_rows: list[measure.RequestRow] = []
         self.reference: quality.Vectors | None = None
         self.verdict: quality.Verdict | None = None
         self.row = first_row(config, cell)

@@ -95,3 +95,15 @@ def test_a_cell_without_requests_in_its_window_is_failed(tmp_path: Path) -> None
     )
     assert recorded.rows == [] and row["status"] == results.FAILED
     assert row["failure_reason"] == "no request completed in the measured window"
+
+
+def test_an_interrupted_cell_is_measured_up_to_its_last_answer(tmp_path: Path) -> None:
+    folder = folder_of(tmp_path)
+    cell, row = started(ClosedLoop(2))
+    row["status"] = results.INTERRUPTED
+    log = [(100.0 + i * 0.05, 100.0, 200, "", 10, 100.0 + i * 0.05) for i in range(80)]
+    write_log(folder, cell, log)
+    record_cell(row, cell, CONFIG, folder, live_window=(102.02, 107.02), samples=[],
+                reference=None, warn=print)  # fmt: skip
+    assert row["window_end"] == pytest.approx(104.05) and row["status"] == results.INTERRUPTED
+    assert row["duration_s"] == pytest.approx(2.03) and row["rps"] == pytest.approx(20.0, rel=0.05)
