@@ -16,7 +16,7 @@ from embbench.report.document import render_markdown
 from embbench.results.folder import load_run
 from embbench.results.record import RunRecord
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "results" / "20261124-000000"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from embbench.variants import tei as tei_mod
 from embbench.variants.infinity import INFINITY_VERSION, Infinity
 from embbench.variants.tei import TEI_IMAGE, Tei, docker_command, docker_engine_error
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def flag(argv: list[str], name: str) -> str:

@@ -22,7 +22,7 @@ from embbench.report.view import RunView
 from embbench.results.folder import SUMMARY_COLUMNS, RunData, load_run
 from embbench.results.record import RunRecord
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "results" / "20261124-000000"
 # A run.json of version 1 that recorded no traits: its variants' come from the migration.
 RUN_JSON = {
     "schema_version": 1,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "results" / "20261124-000000"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "results" / "20261124-000000"
 
 
 def embbench(

@@ -21,7 +21,7 @@ from embbench.report.stats import aggregate, mean_interval, prepare
 from embbench.results.ceilings import Ceilings
 from embbench.results.folder import RunData, load_run
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "results" / "20261124-000000"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "results" / "20261124-000000"
 NAMES = ["throughput.png", "latency.png", "resources.png", "timeline.png"]
 
 

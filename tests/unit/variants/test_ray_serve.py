@@ -20,7 +20,7 @@ from embbench.variants import REGISTRY, get_variant
 from embbench.variants import ray_serve as ray_mod
 from embbench.variants.ray_serve import RAY_VERSION, RayServe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NO_RAY = "ray-serve needs Ray Serve: run `make peers`"
 
 
