@@ -8,8 +8,10 @@ belong to the process, shared by its workers, so `threads` defaults to every cor
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from embbench.config.model import BUNDLED_MODEL, ModelSpec, resolve_spec
@@ -47,6 +49,18 @@ def rust_refusal(spec: ModelSpec) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
+def _takes_model_flags(binary: str, mtime_ns: int) -> bool:
+    """Whether this build of the server takes --pooling and --normalize (older ones do not)."""
+    try:
+        done = subprocess.run(
+            [binary, "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--pooling" in done.stdout and "--normalize" in done.stdout
+
+
 def bench_binary_path() -> Path:
     """seed-bench, built beside the server: its model code timed without HTTP."""
     return binary_path().with_name("seed-bench")
@@ -76,6 +90,11 @@ class RustServer(Variant):
             how = "run `make rust`" if shutil.which("cargo") else "install Rust, then `make rust`"
             raise PeerUnavailableError(
                 f"{self.name} needs the Rust server built at {binary_path()}: {how}"
+            )
+        if not _takes_model_flags(str(binary_path()), binary_path().stat().st_mtime_ns):
+            raise PeerUnavailableError(
+                f"{self.name}: the Rust server at {binary_path()} predates --pooling and "
+                "--normalize; rebuild it with `make rust`"
             )
         spec = resolve_spec(options.model)
         refusal = rust_refusal(spec)
