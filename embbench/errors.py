@@ -9,6 +9,10 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     CELL_FAILED = 1
     USAGE = 2
+    # The CI gate (--assert, --fail-on-regress): a check failed; with --strict, a check was
+    # left indeterminate (none failed). A failed cell (1) outranks both.
+    GATE_FAILED = 3
+    GATE_UNDECIDED = 4
     INTERRUPTED = 130
 
 

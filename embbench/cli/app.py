@@ -17,6 +17,7 @@ import click
 import typer
 from rich.markup import escape
 
+from embbench.cli import gate as gate_cli
 from embbench.cli.flags import run_flags, server_flags
 from embbench.cli.render import (
     console,
@@ -29,6 +30,7 @@ from embbench.cli.render import (
 )
 from embbench.config import run as cfg
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
+from embbench.machine.quiet import quiet_libraries
 from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR
 from embbench.report.sections.capacity import HEADINGS as CAPACITY_HEADINGS
 
@@ -36,7 +38,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Benchmark the ways of serving a sentence-embedding model, with real servers and load.",
+    help="Benchmark the ways of serving a sentence-embedding model, with real servers and load."
+    " Exit status: 0 ok, 1 a cell failed, 2 a usage or config error, 3 a CI check (--assert,"
+    " --fail-on-regress) failed, 4 a check undecided under --strict, 130 interrupted.",
 )
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,10 +120,18 @@ def run(
     ),
     out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
     label: str | None = typer.Option(None, "--label", help="Row label (with --url)."),
+    assertion: list[str] = typer.Option([], "--assert", help=gate_cli.ASSERT_HELP),
+    junit: Path | None = typer.Option(None, "--junit", help=gate_cli.JUNIT_HELP),
+    strict: bool = typer.Option(False, "--strict", help=gate_cli.STRICT_HELP),
     server: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> None:
-    """Measure variants under Locust load; results go to results/<run-id>/."""
+    """Measure variants under Locust load; results go to results/<run-id>/.
+
+    Exit status: 0 ok, 1 a cell failed, 2 usage, 3 an assertion failed, 4 one undecided
+    (with --strict), 130 interrupted.
+    """
+    from embbench.report.gate import RUN
     from embbench.run.session import run_benchmark
 
     config = cfg.build_run_config(
@@ -128,23 +140,27 @@ def run(
         server=server,
         settings={**(settings or {}), "out": str(out) if out else None},
         label=label,
+        assertions=assertion,
     )
+    gate_cli.check_before(config, RUN)
     # SIGTERM and SIGHUP (a CI timeout, `kill`, a closed terminal) take Ctrl-C's path: stop
     # servers, keep cells.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     with progress_for_stderr() as progress:
         outcome = run_benchmark(config, progress)
-    render_rows(outcome.rows, title=f"run {outcome.run_dir.name}")
+    render_rows(outcome.rows, title=f"run {outcome.run_dir.name}: {_model_of(config)}")
     console.print(f"results: {outcome.run_dir}", markup=False, highlight=False)
     if outcome.interrupted:
         err_console.print("[yellow]interrupted[/]: the cells measured so far are kept.")
         raise typer.Exit(int(ExitStatus.INTERRUPTED))
+    verdict = gate_cli.after_run("run", outcome.run_dir, config, junit=junit, strict=strict)
     if outcome.failed:
         err_console.print(
             f"[red]{outcome.failed} cell(s) failed[/]; see failure_reason in summary.csv"
         )
         raise typer.Exit(int(ExitStatus.CELL_FAILED))
+    raise typer.Exit(verdict)
 
 
 @app.command()
@@ -160,10 +176,18 @@ def capacity(
     max_probes: int = typer.Option(10, "--max-probes", help="Probes per variant at most."),
     config_file: Path | None = typer.Option(None, "--config", help="TOML run file."),
     out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
+    assertion: list[str] = typer.Option([], "--assert", help=gate_cli.ASSERT_HELP),
+    junit: Path | None = typer.Option(None, "--junit", help=gate_cli.JUNIT_HELP),
+    strict: bool = typer.Option(False, "--strict", help=gate_cli.STRICT_HELP),
     server: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> None:
-    """Per variant, the highest arrival rate whose p99 stays within --slo-p99-ms."""
+    """Per variant, the highest arrival rate whose p99 stays within --slo-p99-ms.
+
+    --assert takes capacity.csv's columns, e.g. 'capacity>=400' (qps_at_slo). Exit status as
+    `run`'s: 3 an assertion failed, 4 one undecided with --strict.
+    """
+    from embbench.report.gate import CAPACITY
     from embbench.run.capacity import Target, run_capacity
 
     target = Target(slo_p99_ms, max_error_rate, max_probes)
@@ -172,7 +196,9 @@ def capacity(
         variants=variant,
         server=server,
         settings={**(settings or {}), "out": str(out) if out else None},
+        assertions=assertion,
     )
+    gate_cli.check_before(config, CAPACITY)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     with progress_for_stderr() as progress:
@@ -193,6 +219,9 @@ def capacity(
     if found.run.interrupted:
         err_console.print("[yellow]interrupted[/]: the probes measured so far are kept.")
         raise typer.Exit(int(ExitStatus.INTERRUPTED))
+    raise typer.Exit(
+        gate_cli.after_run("capacity", found.run.run_dir, config, junit=junit, strict=strict)
+    )
 
 
 @app.command("load-worker")
@@ -280,6 +309,7 @@ def report_cmd(
     for line in _winner_lines(published.view.winners):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {published.markdown}")
+    console.print(f"page:   {published.html}")
     for chart in published.charts:
         console.print(f"chart:  {chart}")
 
@@ -289,12 +319,24 @@ def report_cmd(
 def compare(
     run_a: Path = typer.Argument(..., help="Run folder a (the reference)."),
     run_b: Path = typer.Argument(..., help="Run folder b."),
+    fail_on_regress: str | None = typer.Option(
+        None, "--fail-on-regress", help=gate_cli.REGRESS_HELP
+    ),
+    junit: Path | None = typer.Option(None, "--junit", help=gate_cli.JUNIT_HELP),
+    strict: bool = typer.Option(False, "--strict", help=gate_cli.STRICT_HELP),
 ) -> None:
-    """Two runs side by side, as ratios b / a."""
+    """Two runs side by side, as ratios b / a; with --fail-on-regress, a CI gate.
+
+    Exit status: 0 no regression shown, 3 a regression beyond a threshold, 4 one undecided
+    (with --strict), 2 usage.
+    """
     from embbench.report.publish import publish_compare
 
+    thresholds = gate_cli.thresholds_before(fail_on_regress)
     _, markdown = publish_compare(run_a, run_b)
     console.print(markdown, markup=False, highlight=False)
+    if thresholds or junit is not None:
+        raise typer.Exit(gate_cli.after_compare(run_a, run_b, thresholds, junit, strict))
 
 
 @app.command()
@@ -347,7 +389,8 @@ def ceiling(
                  str(layout["best_batch"])]
             )  # fmt: skip
     print_table(
-        "offline ceiling (tokenise + forward + pool, no HTTP; * the best layout)",
+        f"offline ceiling of {result['model']} (tokenise + forward + pool, no HTTP; "
+        "* the best layout)",
         ["backend", "quantize", "threads", "streams", "batch 1 p50 ms", "best sentences/s",
          "at batch"],
         rows,
@@ -378,6 +421,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: click usage errors become one line and exit 2; Ctrl-C exits 130."""
+    quiet_libraries()  # before any model loads, here or in a child: no third-party bars
     try:
         code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except USAGE_ERRORS as exc:
@@ -391,3 +435,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         err_console.print("interrupted")
         sys.exit(int(ExitStatus.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _model_of(config: cfg.RunConfig) -> str:
+    """The served model in one line (the first variant's: a run serves one model as a rule)."""
+    from embbench.config.model import resolve_spec
+
+    model = config.variants[0].options.model if config.variants else None
+    try:
+        return resolve_spec(model).summary()
+    except EmbbenchError:
+        return model or "an external server's model"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from embbench.config.assertions import Assertion, assertions_from_file, parse_assertions
 from embbench.config.options import (
     ServerOptions,
     Spec,
@@ -149,13 +150,15 @@ class RunConfig:
     # them (embbench.servers.ceiling), each measurement `ceiling_seconds` long.
     ceiling: bool = False
     ceiling_seconds: float = 3.0
+    # What the run must show, judged after it (report/gate.py): `--assert` and [[assert]].
+    assertions: tuple[Assertion, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.variants and self.url is None:
             raise ConfigError("no variant given: pass --variant NAME or a config file")
         hints = typing.get_type_hints(RunConfig)
         for each in fields(self):
-            if each.name == "variants":
+            if each.name in ("variants", "assertions"):
                 continue
             value = getattr(self, each.name)
             if each.name == "concurrency":
@@ -193,11 +196,12 @@ def run_flag_fields() -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
     return [(f, hints[f.name], spec_of(f)) for f in fields(RunConfig) if "spec" in f.metadata]
 
 
-_RUN_FIELDS = {f.name for f in fields(RunConfig)} - {"variants"}
+_RUN_FIELDS = {f.name for f in fields(RunConfig)} - {"variants", "assertions"}
 
 
 def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
-    """Read a TOML run file: `[run]` settings, `[defaults]` server options, `[[variant]]` rows."""
+    """Read a TOML run file: `[run]` settings, `[defaults]` server options, `[[variant]]` rows
+    and `[[assert]]` checks (returned under the settings' key "assertions")."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -206,7 +210,7 @@ def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
         raise ConfigError(f"config file {path} is a folder") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = set(data) - {"run", "defaults", "variant"}
+    unknown = set(data) - {"run", "defaults", "variant", "assert"}
     if unknown:
         raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r}")
     run = dict(data.get("run", {}))
@@ -218,6 +222,8 @@ def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
             if not isinstance(run[key], list):
                 raise ConfigError(f"{path}: [run] {key} must be a list of numbers")
             run[key] = tuple(run[key])
+    if "assert" in data:
+        run["assertions"] = assertions_from_file(data["assert"], str(path))
     defaults = dict(data.get("defaults", {}))
     server_options(defaults, f"{path} [defaults]")
     variants = []
@@ -239,6 +245,7 @@ def build_run_config(
     server: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
     label: str | None = None,
+    assertions: Sequence[str] = (),
 ) -> RunConfig:
     """The rules by which flags and a run file combine into one RunConfig.
 
@@ -248,6 +255,8 @@ def build_run_config(
     - Server flags (`server`, None = not given) win over every variant's options.
     - Run flags (`settings`, None = not given) win over the file's `[run]`.
     - With `--url`, the one variant is the external server, labelled `label` or "external".
+    - Assertions (`--assert`) are added to the file's `[[assert]]` ones: each is a check, and
+      a flag's check is one more, not a replacement.
     """
     given = {k: v for k, v in (settings or {}).items() if v is not None}
     if given.get("rates") and given.get("concurrency"):
@@ -268,7 +277,8 @@ def build_run_config(
         options = override_options(ServerOptions(), overrides)
         runs = [VariantRun(name=EXTERNAL, options=options, label=label or EXTERNAL)]
     run_settings.update(given)
+    checks = (*run_settings.pop("assertions", ()), *parse_assertions(assertions))
     unknown = set(run_settings) - _RUN_FIELDS
     if unknown:
         raise ConfigError(f"unknown run setting {sorted(unknown)[0]!r}")
-    return RunConfig(variants=tuple(runs), **run_settings)
+    return RunConfig(variants=tuple(runs), assertions=checks, **run_settings)

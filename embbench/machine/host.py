@@ -52,6 +52,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU's vector extensions that decide how fast a forward pass runs (torch's and onnxruntime's
+# kernels pick by them): recorded so that two runs' numbers can be told apart by them.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+              "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd",
+              "sve")  # fmt: skip
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of SIMD_FLAGS this CPU has (from /proc/cpuinfo; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [flag for flag in SIMD_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
 def host_info() -> dict[str, Any]:
     return {
         "hostname": platform.node(),
@@ -61,6 +80,7 @@ def host_info() -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        "cpu_flags": cpu_flags(),
     }
 
 

@@ -50,7 +50,7 @@ def _header(record: RunRecord) -> list[str]:
             f"- Git: {record.git.sha}" + (" (uncommitted changes)" if record.git.dirty else "")
         )
     lines += [
-        f"- Offline ceiling{when} ({c.backend}, {c.quantize}): "
+        f"- Offline ceiling{when} ({c.kind}): "
         f"{_num(c.sentences_per_s, 1)} sentences/s without HTTP"
         + (
             f" ({c.threads} thread(s) x {c.streams} stream(s), batch {c.best_batch});"

@@ -1,4 +1,5 @@
-"""`embbench report` / `compare` as plain functions: load a run, write report.md and charts."""
+"""`embbench report` / `compare` as plain functions: load a run, write report.md, report.html
+and charts."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from embbench.errors import ResultsError
-from embbench.report.charts import write_charts
+from embbench.report.charts import draw_charts
+from embbench.report.charts.kit import save
 from embbench.report.compare import compare_runs
 from embbench.report.compare_markdown import render_compare_markdown
 from embbench.report.document import render_markdown
-from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR
+from embbench.report.html.page import render_html
+from embbench.report.html.svg import inline_svg
+from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR, ReportOptions
 from embbench.report.view import RunView
 from embbench.results.folder import RunData, latest_run, load_run
 
@@ -24,6 +28,7 @@ class Published:
     view: RunView
     markdown: Path
     charts: list[Path]
+    html: Path
 
     @property
     def run(self) -> RunData:
@@ -43,7 +48,8 @@ def publish_report(
     force: bool = False,
     price_per_core_hour: float = DEFAULT_PRICE_PER_CORE_HOUR,
 ) -> Published:
-    """Write report.md and charts/*.png into the run folder (the newest run by default).
+    """Write report.md, report.html and charts/*.png into the run folder (the newest run by
+    default). The page and the PNGs are drawn from the same figures.
 
     A report already there is kept unless `force`: it may hold a baseline someone chose.
     """
@@ -55,10 +61,15 @@ def publish_report(
     view = RunView(run)  # read once: the charts, every section and the caller share it
     if baseline is not None:
         view.against(baseline)  # an unknown baseline fails before anything is written
-    charts = write_charts(view, run.folder.charts)
+    drawn = draw_charts(view)
+    charts = [save(figure, run.folder.charts / chart.file) for chart, figure in drawn]
     links = [str(p.relative_to(path)) for p in charts]
     markdown.write_text(render_markdown(view, baseline, links, price_per_core_hour))
-    return Published(view, markdown, charts)
+    svgs = [(chart.name, inline_svg(figure, chart.name)) for chart, figure in drawn]
+    options = ReportOptions(baseline, links, price_per_core_hour)
+    page = run.folder.report_html
+    page.write_text(render_html(view, options, svgs), encoding="utf-8")
+    return Published(view, markdown, charts, page)
 
 
 def publish_compare(a: Path, b: Path) -> tuple[pd.DataFrame, str]:

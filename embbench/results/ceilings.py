@@ -75,6 +75,12 @@ class Ceiling:
             entry["after_repeat"] = self.after_repeat
         return entry
 
+    @property
+    def kind(self) -> str:
+        """What the ceiling measured, as a reader names it: "torch", "onnx int8"."""
+        name = self.backend or "?"
+        return name if self.quantize in ("", "none") else f"{name} {self.quantize}"
+
     def of(self, backend: Any, quantize: Any) -> bool:
         """Whether this is the ceiling of that backend (a quantize of None counts as "none")."""
         return (self.backend, self.quantize) == (backend, quantize or "none")

@@ -64,7 +64,8 @@ class RunFolder:
       logs/<cell>.server.log   the server's output; .locust.log Locust's; .info.json its /info
       logs/<cell>.raw/         the locustfile's own request and answer logs (removed once read)
       logs/<cell>.work/        the server's working folder (readiness files, a container's)
-      report.md, charts/       `embbench report`
+      report.md, report.html,  `embbench report` (report.html: the same, one offline page)
+      charts/
     """
 
     path: Path
@@ -90,6 +91,10 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
 
     @property
     def charts(self) -> Path:

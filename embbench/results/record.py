@@ -19,7 +19,11 @@ reading every older version, migrating it in `_migrate`):
     report found in the registry when it read one);
     optional "model" (the served model's description); each "autotune" entry is what the
     variant's cells launched (resolved once per run, not again per cell); new ceilings no
-    longer carry "cpu_ms_per_sentence" (never read; old ones keep it).
+    longer carry "cpu_ms_per_sentence" (never read; old ones keep it). Optional "command"
+    (the command line that made the run, as argv; absent from older version 2 files).
+    Optional "assertions" (issue 30): the run's `--assert` / [[assert]] checks as text
+    (`batched: p99_ms<=50`), judged again by every report; absent when there were none and
+    in older files. Not repeated in "config" (the session leaves RunConfig's field out).
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ class RunRecord:
     autotune: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by label
     capacity: Mapping[str, Any] | None = None  # an `embbench capacity` run's target
     slo_p99_ms: float | None = None
+    command: tuple[str, ...] | None = None  # the command line that made the run (argv)
+    assertions: tuple[str, ...] = ()  # config/assertions.py's texts, e.g. "p99_ms<=50"
     # Keys this version does not know (a hand-made fixture's note): kept and written back.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -175,11 +181,13 @@ class RunRecord:
             "autotune": dict(self.autotune) or None,
             "capacity": self.capacity,
             "slo_p99_ms": self.slo_p99_ms,
+            "command": list(self.command) if self.command is not None else None,
+            "assertions": list(self.assertions) or None,
             **self.extra,
         }
         # Left out when unset, as the runner always did: a reader of the file sees what was.
         optional = ("status", "pid", "finished_at", "payload_stats", "model", "autotune",
-                    "capacity", "slo_p99_ms")  # fmt: skip
+                    "capacity", "slo_p99_ms", "command", "assertions")  # fmt: skip
         return {k: v for k, v in data.items() if not (k in optional and v is None)}
 
     @classmethod
@@ -224,6 +232,12 @@ class RunRecord:
             },
             capacity=data.get("capacity") if isinstance(data.get("capacity"), Mapping) else None,
             slo_p99_ms=_float(data.get("slo_p99_ms")),
+            command=(
+                tuple(str(a) for a in data["command"])
+                if isinstance(data.get("command"), list)
+                else None
+            ),
+            assertions=tuple(a for a in data.get("assertions") or () if isinstance(a, str)),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

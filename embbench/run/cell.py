@@ -6,6 +6,7 @@ the cell; run/record.py turns the files it leaves into its summary row.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,9 +15,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from embbench.config.model import resolve_model
+from embbench.config.model import resolve_model, resolve_spec
 from embbench.config.run import RunConfig, ServerOptions
-from embbench.errors import LoadFailedError, ServerStartError
+from embbench.errors import EmbbenchError, LoadFailedError, ServerStartError
 from embbench.load import measure
 from embbench.load.locust import WORKER_WAIT_S, LoadProcess, LoadSpec, RequestLog
 from embbench.machine.host import cpu_count
@@ -57,6 +58,7 @@ class CellRunner:
         self.window: tuple[float, float] | None = None
         self.request_rows: list[measure.RequestRow] = []
         self.reference: quality.Vectors | None = None
+        self.server_info: dict[str, Any] = {}  # the server's /info, once it answered
         self.verdict: quality.Verdict | None = None
         self.row = first_row(config, cell)
 
@@ -155,6 +157,9 @@ class CellRunner:
             return
         if reply.status_code == 200:
             self.folder.info(self.cell.name).write_text(reply.text)
+            with contextlib.suppress(ValueError):
+                info = reply.json()
+                self.server_info = info if isinstance(info, dict) else {}
 
     def _probe(self, url: str, protocol: str) -> None:
         """The run's own inputs across their lengths, one at a time, before the load."""
@@ -171,7 +176,17 @@ class CellRunner:
             self.row["failure_reason"] = (
                 f"embeddings disagree with sentence-transformers: cosine {cosine:.4f} "
                 f"< {self.row['cosine_threshold']}"
-            )
+            ) + self._causes()
+
+    def _causes(self) -> str:
+        """What the server's /info says differs from the model (pooling, truncation, prompt,
+        normalisation), so that a failure names its cause where one can be told."""
+        try:
+            spec = resolve_spec(self.options.model)
+        except EmbbenchError:
+            return ""
+        causes = quality.disagreement_causes(self.server_info, spec, self.options.max_seq_length)
+        return f" ({'; '.join(causes)})" if causes else ""
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
         spec = LoadSpec(

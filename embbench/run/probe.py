@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from embbench.config.payloads import PROBE_SENTENCES
 from embbench.load.protocols import parse_embeddings, request_for
+from embbench.machine.quiet import quiet_libraries
 
 FP32_THRESHOLD = 0.999
 # int8 dynamic quantisation's own error: on the 512 inputs of each of the short, mixed and long
@@ -45,6 +46,7 @@ def reference_embeddings(
     truncation length is a setting with its own column, not an error of the server's).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_libraries()  # no `Loading weights` bar between the run's lines
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path, device="cpu")

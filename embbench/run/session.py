@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +87,13 @@ class RunSession:
             host=Host.from_json(host_info()),
             versions=_versions(model),
             git=Git(**git_revision()),
-            config=dataclasses.asdict(config),
+            # The assertions are recorded as text in their own field, not as config.
+            config={k: v for k, v in dataclasses.asdict(config).items() if k != "assertions"},
+            assertions=tuple(a.text for a in config.assertions),
             payload_stats=describe_payloads(self.payloads),
             order=tuple(cell.name for cell in planned),
             model=model,
+            command=_command(),
             # What each variant's server is, for the report's explanations (sections/why.py).
             traits={
                 run.name: get_variant(run.name).traits
@@ -256,3 +260,9 @@ def _backends(config: RunConfig) -> list[ServerOptions]:
         if get_variant(run.name).traits.ours:
             found.setdefault((opts.model, opts.backend, opts.quantize), opts)
     return list(found.values())
+
+
+def _command() -> tuple[str, ...]:
+    """The command line that started this run, as the user typed it (the script's name, not
+    its path in the venv)."""
+    return (Path(sys.argv[0]).name, *sys.argv[1:]) if sys.argv else ()

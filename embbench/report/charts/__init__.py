@@ -56,14 +56,20 @@ CHARTS: tuple[Chart, ...] = (
 CHART_FILES = tuple(chart.file for chart in CHARTS)
 
 
-def write_charts(run: RunData | RunView, out_dir: Path) -> list[Path]:
-    """Write every chart that applies to the run into out_dir; returns the paths written.
+def draw_charts(view: RunView) -> list[tuple[Chart, Figure]]:
+    """Every chart that applies to the run, drawn: the PNGs and the page's SVGs are saved
+    from these same figures.
 
     A cell whose requests or samples file is missing or unreadable (a failed cell) is left
     out of the timeline; it does not stop the other charts.
     """
+    return [(chart, chart.draw(view)) for chart in CHARTS if chart.applies(view)]
+
+
+def write_charts(run: RunData | RunView, out_dir: Path) -> list[Path]:
+    """Write every chart that applies to the run into out_dir; returns the paths written."""
     view = run if isinstance(run, RunView) else RunView(run)
-    return [save(chart.draw(view), out_dir / chart.file) for chart in CHARTS if chart.applies(view)]
+    return [save(figure, out_dir / chart.file) for chart, figure in draw_charts(view)]
 
 
 def chart_links(run: RunData | RunView | None = None) -> list[str]:

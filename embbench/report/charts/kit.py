@@ -6,6 +6,7 @@ threads; the Agg backend is chosen before anything imports pyplot.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +19,12 @@ matplotlib.use("Agg")  # before anything imports pyplot: no display, same pixels
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
+from embbench.report import labels
 from embbench.report.stats import records
 from embbench.results.ceilings import Ceiling, best_rate
 from embbench.results.record import RunRecord
@@ -100,9 +103,7 @@ def ceilings(record: RunRecord, ceiling: pd.DataFrame | None) -> list[dict[str, 
     out = []
     for item in items:
         value, figure = best_rate(item)
-        name = item.backend or "?"
-        if item.quantize not in ("", "none"):
-            name += f" {item.quantize}"
+        name = item.kind
         if item.streams is not None:  # runs before thread layouts were measured lack it
             name += f", {item.threads}t x {item.streams}"
         if figure == "reachable":
@@ -112,10 +113,45 @@ def ceilings(record: RunRecord, ceiling: pd.DataFrame | None) -> list[dict[str, 
     return out
 
 
-def colors_of(frame: pd.DataFrame) -> dict[str, Any]:
-    """One colour per label, in order of first appearance, the same in every chart."""
-    palette = matplotlib.colormaps["tab10"]
-    return {label: palette(i % 10) for i, label in enumerate(dict.fromkeys(frame["label"]))}
+def colors_of(frame: pd.DataFrame, record: RunRecord) -> dict[str, Any]:
+    """One colour per label, the same in every chart of the run (labels.colors)."""
+    return labels.colors(record, frame["label"])
+
+
+def names_of(frame: pd.DataFrame, record: RunRecord) -> dict[str, str]:
+    """The short name a legend writes for each label (labels.short_names)."""
+    return labels.short_names(record, frame["label"])
+
+
+def log_axis(axis: Axis, values: Sequence[float] = ()) -> None:
+    """A log axis a person reads: labels on 1, 2 and 5 of each decade over a span of a few
+    decades (on 1 alone over more), written as plain numbers (`20`, `50`, not `2×10¹`); the
+    minor ticks, which crowd within a decade, unlabelled. A few well-spaced `values` (the
+    rates a run offered) are labelled themselves instead."""
+    levels = sorted({float(v) for v in values if v > 0})
+    spaced = all(b / a >= 1.2 for a, b in itertools.pairwise(levels))
+    if 2 <= len(levels) <= 8 and spaced:
+        axis.set_major_locator(FixedLocator(levels))
+    else:
+        axis.set_major_locator(_ReadableLogLocator(base=10))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+class _ReadableLogLocator(LogLocator):
+    def tick_values(self, vmin: float, vmax: float) -> Any:
+        low, high = sorted((vmin, vmax))
+        decades = math.log10(high / low) if low > 0 else math.inf
+        self.set_params(subs=(1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,))
+        return super().tick_values(vmin, vmax)
+
+
+def slo_line(ax: Axes, record: RunRecord, slo_p99_ms: float | None = None) -> None:
+    """The run's p99 target as a horizontal line, where it has one."""
+    target = slo_p99_ms or record.slo_p99_ms
+    if target:
+        ax.axhline(target, color="firebrick", linestyle="--", linewidth=1.2,
+                   label=f"p99 target {target:g} ms")  # fmt: skip
 
 
 def by_label(frame: pd.DataFrame, by: str = "concurrency") -> list[tuple[str, pd.DataFrame]]:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from embbench.report.charts.kit import NO_OK, by_label, colors_of, finish, new_figure
+from embbench.report.charts.kit import (
+    NO_OK,
+    by_label,
+    ceilings,
+    colors_of,
+    finish,
+    log_axis,
+    names_of,
+    new_figure,
+    slo_line,
+)
 from embbench.results.record import RunRecord
 
 
@@ -17,17 +27,21 @@ def offered_load_figure(
     p99 leaves the target is the label's knee: the traffic it sustains."""
     fig, ax = new_figure()
     ok = agg[(agg["n_ok"] > 0) & agg["latency_p50_ms"].notna()]
-    colors = colors_of(agg)
+    colors, names = colors_of(agg, record), names_of(agg, record)
     for label, rows in by_label(ok, "offered_rps"):
         for column, name, style in (("latency_p50_ms", "p50", "-"), ("latency_p99_ms", "p99", ":")):
             ax.plot(rows["offered_rps"], rows[column], linestyle=style, marker="o",
-                    color=colors[label], label=f"{label} {name}")  # fmt: skip
-    if slo_p99_ms:
-        ax.axhline(slo_p99_ms, color="firebrick", linestyle="--", linewidth=1.2,
-                   label=f"p99 target {slo_p99_ms:g} ms")  # fmt: skip
+                    color=colors[label], label=f"{names[label]} {name}")  # fmt: skip
+    slo_line(ax, record, slo_p99_ms)
+    for i, line in enumerate(ceilings(record, None)):
+        # The offline ceiling is a rate: past it no server of that backend keeps up.
+        ax.axvline(line["value"], color=str(0.2 + 0.2 * (i % 3)), linestyle="-.",
+                   linewidth=1.2, label=f"offline ceiling ({line['name']})")  # fmt: skip
     if not ok.empty:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        log_axis(ax.xaxis, ok["offered_rps"].dropna().tolist())
+        log_axis(ax.yaxis)
     ax.set_xlabel("offered load (arrivals/s, log scale)")
     ax.set_ylabel("latency from the scheduled send (ms, log scale)")
     ax.grid(True, which="major", alpha=0.3)

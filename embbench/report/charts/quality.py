@@ -7,10 +7,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.lines import Line2D
 
-from embbench.report.charts.kit import as_float, finish, new_figure
+from embbench.report import labels as run_labels
+from embbench.report.charts.kit import as_float, finish, log_axis, new_figure
 from embbench.results.record import RunRecord
 
 
@@ -23,24 +25,36 @@ def quality_figure(rows: Sequence[Mapping[str, Any]], record: RunRecord) -> Figu
     y = np.arange(len(labels))[::-1]
     marks = (("cosine_p50", "median", "o"), ("cosine_p1", "1st percentile", "^"),
              ("cosine_min", "worst (probe included)", "x"))  # fmt: skip
+    colors = run_labels.colors(record, labels)
+    names = run_labels.short_names(record, labels)
+    handles: list[Artist] = []
     for column, name, marker in marks:
         gap = [_gap(r.get(column)) for r in rows]
-        ax.scatter(gap, y, marker=marker, s=60, label=name, zorder=3)
+        ax.scatter(gap, y, marker=marker, s=60, label=name, zorder=3,
+                   c=[colors[label] for label in labels])  # fmt: skip
+        handles.append(Line2D([], [], marker=marker, linestyle="", color="0.3", label=name))
     for pos, r in zip(y, rows, strict=True):
         ax.plot([_gap(r.get("cosine_p50")), _gap(r.get("cosine_min"))], [pos, pos], color="0.6")
         limit = _gap(r.get("cosine_threshold"))
         ax.scatter([limit], [pos], marker="|", s=300, color="firebrick", zorder=2,
-                   label="threshold" if pos == y[0] else None)  # fmt: skip
+                   label="threshold")  # fmt: skip
         if r.get("mismatched"):
             ax.annotate(f"{r['mismatched']} mismatched", (limit, pos), xytext=(8, 6),
                         textcoords="offset points", fontsize=8, color="firebrick")  # fmt: skip
     if labels:
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # crowded within one decade
-    ax.set_yticks(y, labels, fontsize=8)
+        log_axis(ax.xaxis)
+    ax.set_yticks(y, [names[label] for label in labels], fontsize=8)
+    for tick, label in zip(ax.get_yticklabels(), labels, strict=True):
+        tick.set_color(colors[label])
+    handles.append(Line2D([], [], marker="|", markersize=14, linestyle="", color="firebrick",
+                          label="threshold"))  # fmt: skip
+    if labels:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_xlabel("1 - cosine to sentence-transformers (log scale; right is worse)")
     ax.grid(True, axis="x", which="major", alpha=0.3)
-    return finish(fig, ax, record, "Quality under load", "" if labels else "no answer checked")
+    title = "Quality under load"
+    return finish(fig, ax, record, title, "" if labels else "no answer checked", legend=False)
 
 
 def _gap(cosine: Any) -> float:

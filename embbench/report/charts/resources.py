@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from embbench.report.charts.kit import NO_OK, as_float, finish, new_figure
+from embbench.report.charts.kit import NO_OK, as_float, colors_of, finish, names_of, new_figure
 from embbench.report.stats import level_order
 from embbench.results.record import RunRecord
 
 
 def resources_figure(agg: pd.DataFrame, record: RunRecord) -> Figure:
-    """Server CPU % per label and level (bar = mean, tick = max); peak RSS/PSS per label."""
+    """Server CPU % per label and level (bar = mean, tick = max); peak RSS/PSS per label.
+
+    Bars take their label's colour (the same in every chart); a level is lighter the fewer
+    its users, PSS is hatched beside RSS."""
     fig = new_figure(columns=2)[0]
     cpu_ax, mem_ax = fig.axes
     ok = agg[agg["n_ok"] > 0]
@@ -21,11 +25,16 @@ def resources_figure(agg: pd.DataFrame, record: RunRecord) -> Figure:
     levels = sorted(ok["level"].unique(), key=level_order)
     x = np.arange(len(labels))
     width = 0.8 / max(len(levels), 1)
-    shades = matplotlib.colormaps["Blues"](np.linspace(0.45, 0.9, max(len(levels), 1)))
+    alphas = np.linspace(0.35, 1.0, max(len(levels), 1))
+    colors, names = colors_of(ok, record), names_of(ok, record)
+    bar_colors = [colors[label] for label in labels]
+    level_handles = [Patch(facecolor="0.35", alpha=alpha, label=f"{level} mean")
+                     for alpha, level in zip(alphas, levels, strict=False)]  # fmt: skip
     for i, level in enumerate(levels):
         rows = ok[ok["level"] == level].set_index("label").reindex(labels)
         pos = x - 0.4 + width * (i + 0.5)
-        cpu_ax.bar(pos, rows["cpu_pct_mean"], width, color=shades[i], label=f"{level} mean")
+        cpu_ax.bar(pos, rows["cpu_pct_mean"], width, color=bar_colors, alpha=alphas[i],
+                   label=f"{level} mean")  # fmt: skip
         cpu_ax.scatter(
             pos,
             rows["cpu_pct_max"],
@@ -33,7 +42,7 @@ def resources_figure(agg: pd.DataFrame, record: RunRecord) -> Figure:
             s=200,
             color="black",
             zorder=3,
-            label="max" if i == 0 else None,
+            label=f"{level} max",
         )
     cores = as_float(record.host.cores)
     if cores > 0:
@@ -54,13 +63,23 @@ def resources_figure(agg: pd.DataFrame, record: RunRecord) -> Figure:
             peak[column],
             0.4,
             label=f"{name} peak",
-            color=("tab:orange", "tab:green")[i],
+            color=bar_colors,
+            alpha=(1.0, 0.55)[i],
+            hatch=(None, "//")[i],
+            edgecolor="white",
         )
     mem_ax.set_ylabel("memory (MB, peak over concurrency levels)")
     mem_ax.set_title("Peak memory by label", fontsize=10)
+    shown = [names[label] for label in labels]
     for ax in (cpu_ax, mem_ax):
-        ax.set_xticks(x, labels, rotation=20 if len(labels) > 3 else 0, ha="right", fontsize=8)
+        ax.set_xticks(x, shown, rotation=20 if len(labels) > 3 else 0, ha="right", fontsize=8)
         ax.set_xlabel("label")
-        if labels:
-            ax.legend(fontsize=7)
+    if labels:
+        max_mark = Line2D([], [], marker="_", markersize=12, linestyle="", color="black",
+                          label="max")  # fmt: skip
+        cores_line = [ln for ln in cpu_ax.get_lines() if str(ln.get_label()).startswith("all ")]
+        cpu_ax.legend(handles=[*level_handles, max_mark, *cores_line], fontsize=7)
+        mem_ax.legend(handles=[Patch(facecolor="0.35", label="RSS peak"),
+                               Patch(facecolor="0.35", alpha=0.55, hatch="//", label="PSS peak")],
+                      fontsize=7)  # fmt: skip
     return finish(fig, cpu_ax, record, "Server resources", "" if labels else NO_OK, legend=False)

@@ -13,6 +13,7 @@ from embbench.report.charts.kit import (
     colors_of,
     concurrency_axis,
     finish,
+    names_of,
     new_figure,
 )
 from embbench.results.record import RunRecord
@@ -29,7 +30,7 @@ def throughput_figure(
     """
     fig, ax = new_figure()
     ok = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
-    colors = colors_of(agg)
+    colors, names = colors_of(agg, record), names_of(agg, record)
     for label, rows in by_label(ok):
         low = (rows["rps"] - rows["rps_ci_low"]).fillna(0).clip(lower=0)
         high = (rows["rps_ci_high"] - rows["rps"]).fillna(0).clip(lower=0)
@@ -40,7 +41,7 @@ def throughput_figure(
             marker="o",
             capsize=4,
             color=colors[label],
-            label=label,
+            label=names[label],
         )
     saturated = ok[ok["loadgen_saturated"].astype(bool)]
     if len(saturated):

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from embbench.report.charts.kit import colors_of, finish, new_figure, numbers
+from embbench.report.charts.kit import colors_of, finish, names_of, new_figure, numbers
 from embbench.report.stats import records
 from embbench.results.record import RunRecord
 
@@ -40,7 +40,7 @@ def timeline_figure(
     """
     fig = new_figure(rows=3)[0]
     rps_ax, cpu_ax, mem_ax = fig.axes
-    colors = colors_of(frame)
+    colors = colors_of(frame, record)
     t0 = _start_time(frame, requests, samples)
     for row in records(frame):
         cell, color = str(row["cell"]), colors[row["label"]]
@@ -68,7 +68,11 @@ def timeline_figure(
     cpu_ax.set_ylabel("CPU (%)")
     mem_ax.set_ylabel("memory (MB)")
     mem_ax.set_xlabel("time since the first sample (s)")
-    handles: list[Artist] = [Patch(color=colors[lab], alpha=0.6, label=lab) for lab in colors]
+    names = names_of(frame, record)
+    handles: list[Artist] = [
+        Patch(color=colors[lab], alpha=0.6, label=names[lab])
+        for lab in dict.fromkeys(frame["label"])
+    ]
     handles += [
         Line2D([], [], color="gray", linestyle=style, label=name) for name, style in LINE_STYLES
     ]

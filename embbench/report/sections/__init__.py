@@ -7,6 +7,7 @@ for a run (no capacity.csv, no baseline asked for) is left out. See base.py for 
 from __future__ import annotations
 
 from embbench.report.sections import (
+    assertions,
     baseline,
     capacity,
     ceiling,
@@ -27,6 +28,7 @@ SECTIONS: tuple[Section, ...] = (
     quality.SECTION,
     ceiling.SECTION,
     capacity.SECTION,
+    assertions.SECTION,
     noise.SECTION,
     winners.SECTION,
     baseline.SECTION,

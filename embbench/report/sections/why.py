@@ -266,20 +266,24 @@ def _against_ceiling(agg: pd.DataFrame, record: RunRecord) -> list[str]:
             continue
         after = record.ceilings.last(backend, quantize)
         top = rows.loc[rows["rps"].idxmax()]
-        layout = f"{ceiling.threads} thread(s) x {ceiling.streams or 1} stream(s)"
+        # Runs from before thread layouts were measured record the rate alone.
+        layout = (
+            f": {ceiling.threads} thread(s) x {ceiling.streams or 1} stream(s)"
+            + (f", batch {ceiling.best_batch}" if ceiling.best_batch is not None else "")
+            if ceiling.threads is not None
+            else ""
+        )
         if figure == "reachable" and ceiling.reachable is not None:
             reach = ceiling.reachable
             layout = (
-                f"{reach.threads} thread(s) x {reach.streams or 1} stream(s), "
+                f": {reach.threads} thread(s) x {reach.streams or 1} stream(s), "
                 f"arrival order, up to {reach.batch_tokens} tokens a batch"
             )
         again = best_rate(after)[0] if after else math.nan
         out.append(
             f"At {top['level']}, {top['label']} serves {top['rps']:.1f} rps, "
-            f"{100 * top['rps'] / rate:.0f} % of the {backend} {quantize} offline ceiling "
-            f"({rate:.1f} sentences/s: {layout}"
-            + (f", batch {ceiling.best_batch}" if figure == "sorted" else "")
-            + ", no HTTP)"
+            f"{100 * top['rps'] / rate:.0f} % of the {ceiling.kind} offline ceiling "
+            f"({rate:.1f} sentences/s{layout}, no HTTP)"
             + (
                 f"; measured again after the cells, {again:.1f} sentences/s "
                 f"({100 * top['rps'] / again:.0f} %)."
@@ -295,7 +299,7 @@ def _against_ceiling(agg: pd.DataFrame, record: RunRecord) -> list[str]:
             p50 = quick["latency_p50_ms"]
             out.append(
                 f"At c=1, {quick['label']}'s p50 of {p50:.2f} ms is {p50 / bare:.2f}x one bare "
-                f"{backend} {quantize} forward pass ({bare:.2f} ms with "
+                f"{ceiling.kind} forward pass ({bare:.2f} ms with "
                 f"{'?' if ceiling.batch1_threads is None else ceiling.batch1_threads} thread(s))"
                 + (
                     f", and {p50 / bare_again:.2f}x the {bare_again:.2f} ms measured after the "

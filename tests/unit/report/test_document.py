@@ -407,7 +407,7 @@ def test_explain_sets_the_best_against_the_offline_ceiling(run: RunData, agg: pd
     top = agg.loc[agg["rps"].idxmax()]
     assert len(said) == 1  # no c=1 cell in the fixture: no latency sentence
     assert f"{top['label']} serves {top['rps']:.1f} rps" in said[0]
-    assert f"{100 * top['rps'] / 40.0:.0f} % of the torch none offline ceiling" in said[0]
+    assert f"{100 * top['rps'] / 40.0:.0f} % of the torch offline ceiling" in said[0]
     assert "1 thread(s) x 2 stream(s), batch 8" in said[0]
     other = {**ceiling, "backend": "onnx"}  # no onnx rows: nothing to say
     view = RunView.of(run.summary, with_ceilings(ceiling=[other]))
@@ -425,8 +425,8 @@ def test_ceiling_comparison_leaves_out_servers_that_refused_requests() -> None:
                "streams": 1, "best_batch": 8, "batch1_ms": 600.0, "batch1_threads": 2}  # fmt: skip
     said = [s for s in explain(RunView.of(frame, with_ceilings(ceiling=[ceiling])))
             if "ceiling" in s or "bare" in s]  # fmt: skip
-    assert said[0].startswith("At c=1, answers all serves 20.0 rps, 50 % of the torch none")
-    assert "answers all's p50 of 900.00 ms is 1.50x one bare torch none forward pass" in said[1]
+    assert said[0].startswith("At c=1, answers all serves 20.0 rps, 50 % of the torch offline")
+    assert "answers all's p50 of 900.00 ms is 1.50x one bare torch forward pass" in said[1]
     assert not any("refuses" in s for s in said)
 
 
@@ -437,7 +437,7 @@ def test_ceiling_measured_again_after_the_cells_is_cited_too() -> None:
     after = {**before, "sentences_per_s": 25.0, "batch1_ms": 750.0}
     meta = with_ceilings(ceiling=[before], ceiling_after=[after])
     said = [s for s in explain(RunView.of(frame, meta)) if "ceiling" in s or "bare" in s]
-    assert "50 % of the torch none offline ceiling" in said[0]
+    assert "50 % of the torch offline ceiling" in said[0]
     assert "measured again after the cells, 25.0 sentences/s (80 %)" in said[0]
-    assert "1.50x one bare torch none forward pass (600.00 ms" in said[1]
+    assert "1.50x one bare torch forward pass (600.00 ms" in said[1]
     assert "1.20x the 750.00 ms measured after the cells" in said[1]
