@@ -6,12 +6,11 @@ Server and run flags are not written here: cli_options.py derives them from the 
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import typer
@@ -19,10 +18,12 @@ from rich.markup import escape
 
 from embbench.cli import gate as gate_cli
 from embbench.cli.flags import run_flags, server_flags
+from embbench.cli.model import ceiling, model_cmd
 from embbench.cli.render import (
     console,
     err_console,
     fmt,
+    friendly,
     print_table,
     progress_for_stderr,
     render_aggregate,
@@ -42,7 +43,6 @@ app = typer.Typer(
     " Exit status: 0 ok, 1 a cell failed, 2 a usage or config error, 3 a CI check (--assert,"
     " --fail-on-regress) failed, 4 a check undecided under --strict, 130 interrupted.",
 )
-F = TypeVar("F", bound=Callable[..., Any])
 
 try:  # recent Typer vendors its own copy of click: its usage errors are not click's
     from typer._click.exceptions import UsageError as _VendoredUsageError
@@ -51,22 +51,6 @@ try:  # recent Typer vendors its own copy of click: its usage errors are not cli
 except ImportError:
     USAGE_ERRORS = (click.UsageError,)
 ABORTS: tuple[type[BaseException], ...] = (click.Abort, KeyboardInterrupt)
-
-
-def friendly(func: F) -> F:
-    """A core error becomes one line on stderr and its exit status, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except EmbbenchError as exc:
-            err_console.print(
-                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(int(exc.exit_status)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -247,41 +231,8 @@ def load_worker(
     raise typer.Exit(run_worker(master_host, master_port, payloads, protocol, processes))
 
 
-@app.command("model")
-@friendly
-def model_cmd(
-    path: str | None = typer.Argument(None, help="Model folder (default: the bundled model)."),
-    backend: str = typer.Option(
-        "torch,onnx", "--backend", help="Comma-separated: torch, onnx, int8 (onnx quantised)."
-    ),
-) -> None:
-    """The model as embbench reads it, and each backend's embeddings against
-    sentence-transformers' (cosine per input). Exit 2: refused; 1: a backend disagrees."""
-    from embbench.config.model import resolve_spec
-    from embbench.run.quality import check_model
-
-    spec = resolve_spec(path)
-    facts = spec.describe()
-    print_table(
-        f"model {spec.name}",
-        ["field", "value"],
-        [[k, ", ".join(v) if isinstance(v, list) else fmt(v)] for k, v in facts.items()],
-    )
-    checks = check_model(spec, [b.strip() for b in backend.split(",") if b.strip()])
-    inputs = list(checks[0].cosines) if checks else []
-    print_table(
-        "cosine to SentenceTransformer.encode (the lower of batched and one at a time)",
-        ["backend", *inputs, "norm error", "threshold", "result"],
-        [
-            [c.backend, *(f"{c.cosines[i]:.5f}" for i in inputs), f"{c.norm_error:.1e}",
-             f"{c.threshold:g}", "ok" if c.passed else "DISAGREES"]
-            for c in checks
-        ],
-    )  # fmt: skip
-    failed = [c.backend for c in checks if not c.passed]
-    if failed:
-        err_console.print(f"[red]disagrees with sentence-transformers[/]: {', '.join(failed)}")
-        raise typer.Exit(int(ExitStatus.CELL_FAILED))
+app.command("model")(model_cmd)
+app.command()(ceiling)
 
 
 @app.command("report")
@@ -337,64 +288,6 @@ def compare(
     console.print(markdown, markup=False, highlight=False)
     if thresholds or junit is not None:
         raise typer.Exit(gate_cli.after_compare(run_a, run_b, thresholds, junit, strict))
-
-
-@app.command()
-@friendly
-def ceiling(
-    backend: list[str] = typer.Option(["torch"], "--backend", help="torch | onnx; repeatable."),
-    quantize: str = typer.Option("none", "--quantize", help="none | int8 (onnx)."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="Intra-op threads per stream (default: every layout)."
-    ),
-    streams: int | None = typer.Option(
-        None, "--streams", help="Sessions side by side (default: every layout)."
-    ),
-    payload: str = typer.Option("short", "--payload", help="short | medium | long | mixed."),
-    seconds: float = typer.Option(3.0, "--seconds", help="Seconds per measurement."),
-    model: str | None = typer.Option(None, "--model", help="Local folder (default: bundled)."),
-) -> None:
-    """The offline ceiling: one bare forward pass and the best batched sentences/s, no HTTP.
-
-    Each way of filling the cores is measured (one session on all of them, one single-threaded
-    session per core); the ceiling is the best. --threads/--streams pin one layout.
-    """
-    from embbench.servers.ceiling import measure_in_subprocess
-
-    for flag, value in (("--threads", threads), ("--streams", streams)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be positive, got {value}")
-
-    rows = []
-    for name in backend:
-        cfg.ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
-        try:
-            result = measure_in_subprocess(
-                model,
-                name,
-                quantize if name == "onnx" else "none",
-                threads,
-                payload,
-                seconds,
-                streams=streams,
-            )
-        except RuntimeError as exc:
-            raise EmbbenchError(str(exc)) from None
-        best = (result["threads"], result["streams"])
-        for layout in result["layouts"]:
-            mark = " *" if (layout["threads"], layout["streams"]) == best else ""
-            rows.append(
-                [name + mark, result["quantize"], str(layout["threads"]), str(layout["streams"]),
-                 fmt(layout["batch1_ms"], 2), fmt(layout["sentences_per_s"]),
-                 str(layout["best_batch"])]
-            )  # fmt: skip
-    print_table(
-        f"offline ceiling of {result['model']} (tokenise + forward + pool, no HTTP; "
-        "* the best layout)",
-        ["backend", "quantize", "threads", "streams", "batch 1 p50 ms", "best sentences/s",
-         "at batch"],
-        rows,
-    )  # fmt: skip
 
 
 def _winner_lines(winners: Any) -> list[str]:

@@ -8,15 +8,18 @@ marked for the console in columns.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embbench.errors import EmbbenchError
 from embbench.results import columns, levels
 from embbench.run.plan import Cell
 from embbench.run.progress import Progress as RunProgress
@@ -193,3 +196,22 @@ class RichProgress(PlainProgress):
 
 def progress_for_stderr() -> PlainProgress:
     return RichProgress() if err_console.is_terminal else PlainProgress()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """A core error becomes one line on stderr and its exit status, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EmbbenchError as exc:
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(int(exc.exit_status)) from None
+
+    return wrapper  # type: ignore[return-value]

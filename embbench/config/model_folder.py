@@ -12,6 +12,10 @@ What sentence-transformers 6.3 does, and so what is mirrored here:
   every input that does not name a prompt of its own.
 - a Dense activation that is not a `torch.` class is replaced by Tanh (as sentence-transformers
   does without trust_remote_code).
+
+Why one module of ~420 lines: reading a folder is one job whose parts check each other (the
+pooling width against the transformer's, Dense shapes against their config, the tokenizer
+against sentence_bert_config.json); each refusal is one line here, next to the fact it guards.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ previous second's count so that about `--embbench-check-rate` are kept per secon
 in a small cell, a bounded share in a fast one (an option, so remote workers get the master's).
 Nothing is parsed here; the orchestrator compares after the cell, so the check adds a counter
 and, for a kept answer, a list append to the hot path.
+
+Why one module of ~390 lines: Locust loads exactly the file given to `-f` (on the master and on
+every worker), and this file imports only light modules of load/ (gevent patches everything in
+the process); what can live elsewhere already does (protocols.py, schedule.py, answers.py).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from embbench.machine.sampler import Sample, Sampler, wait_quiet
 from embbench.results import folder as results
 from embbench.results.columns import Row
 from embbench.run import quality
+from embbench.run.model_check import disagreement_causes
 from embbench.run.plan import Cell
 from embbench.run.probe import probe_server
 from embbench.run.progress import Progress
@@ -185,7 +186,7 @@ class CellRunner:
             spec = resolve_spec(self.options.model)
         except EmbbenchError:
             return ""
-        causes = quality.disagreement_causes(self.server_info, spec, self.options.max_seq_length)
+        causes = disagreement_causes(self.server_info, spec, self.options.max_seq_length)
         return f" ({'; '.join(causes)})" if causes else ""
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embbench.config.model import ModelSpec, read_spec
-from embbench.errors import ConfigError, EmbbenchError
+from embbench.config.model import read_spec
+from embbench.errors import EmbbenchError
 from embbench.load.answers import Kept
 from embbench.load.protocols import parse_embeddings
 from embbench.machine.cache import cache_root
@@ -197,7 +197,7 @@ def percentile(values: npt.ArrayLike, q: float) -> float:
     return float(np.percentile(array, q, method="lower"))
 
 
-def _unit(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+def unit_rows(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     array = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     result: npt.NDArray[np.float64] = array / np.clip(norms, 1e-12, None)
@@ -206,7 +206,7 @@ def _unit(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
 
 def judge(kept: Sequence[Kept], protocol: str, reference: Vectors, threshold: float) -> Verdict:
     """Compare each kept answer with every reference (see the module's docstring)."""
-    refs = _unit(reference)
+    refs = unit_rows(reference)
     width = refs.shape[1]
     got = np.zeros((len(kept), width), dtype=np.float64)
     ok = np.zeros(len(kept), dtype=bool)
@@ -220,7 +220,7 @@ def judge(kept: Sequence[Kept], protocol: str, reference: Vectors, threshold: fl
     nearest_cos = np.full(len(kept), -1.0)
     if ok.any():
         rows = np.flatnonzero(ok)
-        unit = _unit(got[rows])
+        unit = unit_rows(got[rows])
         sims = unit @ refs.T
         own = inputs[rows]
         cosines[rows] = sims[np.arange(len(rows)), own]
@@ -263,113 +263,3 @@ def failure(verdict: Verdict, cosine_min: float | None, threshold: float) -> str
             f"embeddings disagree with sentence-transformers: cosine {cosine_min:.4f} < {threshold}"
         )
     return "; ".join(reasons) or None
-
-
-# -- a model folder on its own (embbench model) -------------------------------------------------
-
-# `embbench model`: the same computation, so fp32 must agree to rounding (int8: probe.py's).
-MODEL_CHECK_THRESHOLD = 0.9999
-CHECK_BACKENDS = ("torch", "onnx", "int8")  # int8: onnx with dynamic int8 quantisation
-_CHECK_WORDS = ("servers", "answer", "queries", "about", "vectors", "while", "the", "batcher",
-                "waits", "for", "tokens", "from", "long", "documents")  # fmt: skip
-
-
-def check_inputs(spec: ModelSpec) -> dict[str, str]:
-    """Named inputs: a sentence, one word, and one far past the model's limit."""
-    words = 2 * spec.max_positions + 16  # every word is a token at least
-    return {
-        "short": "What is the capital of France?",
-        "one word": "embedding",
-        "sentence": "The quick brown fox jumps over the lazy dog near the riverbank at dawn.",
-        f"long ({words} words)": " ".join(
-            _CHECK_WORDS[i % len(_CHECK_WORDS)] for i in range(words)
-        ),
-    }
-
-
-@dataclass(frozen=True)
-class BackendCheck:
-    """One backend's embeddings of the check inputs against sentence-transformers'."""
-
-    backend: str
-    cosines: dict[str, float]  # input name -> the lower of batched and one at a time
-    threshold: float
-    norm_error: float  # largest relative difference of the vectors' lengths
-
-    @property
-    def passed(self) -> bool:
-        return min(self.cosines.values()) >= self.threshold and self.norm_error < 1e-2
-
-
-def check_model(
-    spec: ModelSpec, backends: Sequence[str] = ("torch", "onnx"), threads: int = 1
-) -> list[BackendCheck]:
-    """Embed `check_inputs` through each backend's encoder in this process (all together, so
-    padding is exercised, and one at a time) and compare with SentenceTransformer.encode."""
-    from embbench.config.options import ServerOptions
-    from embbench.run.probe import reference_embeddings, threshold_for
-    from embbench.servers.encoder import Encoder, EncoderSettings
-
-    unknown = [b for b in backends if b not in CHECK_BACKENDS]
-    if unknown:
-        raise ConfigError(f"--backend {unknown[0]!r}: choose among {', '.join(CHECK_BACKENDS)}")
-    inputs = check_inputs(spec)
-    texts = list(inputs.values())
-    reference = reference_embeddings(
-        spec.path, tuple(texts), served_length(spec.path, None)
-    ).astype(np.float64)
-    found = []
-    for name in backends:
-        quantize = "int8" if name == "int8" else "none"
-        options = ServerOptions(backend="onnx" if name == "int8" else name, quantize=quantize)
-        encoder = Encoder(EncoderSettings(model_path=spec.path, options=options, threads=threads))
-        together = encoder.encode(texts).astype(np.float64)
-        alone = np.stack([encoder.encode([text])[0] for text in texts]).astype(np.float64)
-        worst = np.minimum(_row_cosines(together, reference), _row_cosines(alone, reference))
-        lengths = np.linalg.norm(reference, axis=1)
-        norm_error = float(
-            np.max(np.abs(np.linalg.norm(together, axis=1) - lengths) / np.maximum(lengths, 1e-12))
-        )
-        threshold = threshold_for(quantize) if quantize == "int8" else MODEL_CHECK_THRESHOLD
-        cosines = {label: float(c) for label, c in zip(inputs, worst, strict=True)}
-        found.append(BackendCheck(name, cosines, threshold, norm_error))
-    return found
-
-
-def _row_cosines(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    result: npt.NDArray[np.float64] = (_unit(a) * _unit(b)).sum(axis=1)
-    return result
-
-
-def disagreement_causes(
-    info: Mapping[str, Any], spec: ModelSpec, max_seq_length: int | None = None
-) -> list[str]:
-    """What a server says of itself (/info: ours, the Rust server's, TEI's) that differs from
-    the model's description: why its answers would disagree with sentence-transformers'. A
-    failure reason can name these rather than only a cosine."""
-    causes = []
-    tei = info.get("model_type")
-    pooling = info.get("pooling")
-    if pooling is None and isinstance(tei, Mapping):
-        pooling = (tei.get("embedding") or {}).get("pooling")
-    if isinstance(pooling, str) and pooling.replace("last_token", "lasttoken") != spec.pooling_name:
-        causes.append(f"pooling: the server's is {pooling}, the model's {spec.pooling_name}")
-    normalize = info.get("normalize")
-    if isinstance(normalize, bool) and normalize != spec.normalize:
-        causes.append(
-            f"normalisation: the server {'does' if normalize else 'does not'} normalise, "
-            f"the model {'does' if spec.normalize else 'does not'}"
-        )
-    served = info.get("max_seq_length", info.get("max_input_length"))
-    want = min(max_seq_length or spec.max_seq_length, spec.max_positions)
-    if isinstance(served, int) and served != want:
-        causes.append(f"truncation: the server keeps {served} tokens, the model {want}")
-    dimensions = info.get("dimensions")
-    if isinstance(dimensions, int) and dimensions != spec.dimensions:
-        causes.append(f"dimensions: the server's {dimensions}, the model's {spec.dimensions}")
-    if "default_prompt" in info and (info["default_prompt"] or "") != spec.default_prompt:
-        causes.append(
-            f"prompt: the server puts {info['default_prompt']!r} before each input, "
-            f"the model {spec.default_prompt or None!r}"
-        )
-    return causes

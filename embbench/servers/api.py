@@ -6,6 +6,10 @@ POST /decode (TEI's), POST /v1/embeddings (OpenAI's shape), POST /reload, GET /h
 The optional fields of TEI's and OpenAI's requests are checked in fields.py. `Api` takes
 parsed JSON and returns what to send; app.py (FastAPI) and asgi.py (a bare ASGI callable) only
 carry bytes to and from it, so both serve exactly the same thing.
+
+Why one module of ~400 lines: it is the one place that says what each route answers, error
+by error, for every strategy; split by route, the shared checks (sizes, truncation, prompts)
+would be written once per route or imported back and forth.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ arrives while a 64-input request is being worked through therefore goes before t
 and a steady stream of small requests cannot starve a large one either: each batch lets the
 large one's next row catch up by one. Entries whose waiter is gone (a client that disconnected,
 so its future was cancelled) are dropped before they reach the model.
+
+Why one module of ~380 lines: the queue, the batch former and the workers share one invariant
+(every waiter gets exactly its rows, in the order the batches were formed, or an error); split
+apart, each part would have to re-check what the others guarantee.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import pytest
 
 from embbench.config.model import ModelSpec, read_spec
 from embbench.config.options import ServerOptions
+from embbench.run.model_check import MODEL_CHECK_THRESHOLD, check_model
 from embbench.run.probe import INT8_THRESHOLD, reference_embeddings
-from embbench.run.quality import MODEL_CHECK_THRESHOLD, check_model, served_length
+from embbench.run.quality import served_length
 from embbench.servers.encoder import Encoder, EncoderSettings
 from tests.integration.conftest import serve_variant
 from tests.integration.tiny_models import INPUTS, KINDS, POOLING_KINDS, long_text

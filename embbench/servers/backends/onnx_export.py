@@ -39,21 +39,23 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from embbench.machine.cache import cache_root
 from embbench.machine.files import write_atomically
+from embbench.servers.backends.onnx_graphs import (
+    INT8_SETTINGS,
+    OPSET,
+    export_checked,
+    export_fused,
+    quantize_int8,
+)
 
 log = logging.getLogger(__name__)
 
-OPSET = 18
 # Tried in this order; the first that gives a graph onnxruntime runs correctly is used.
 # fused against dynamo, int8, one thread, CPU time per row: 0.80x at batch 1 x 24 tokens, 0.93x
 # at 8 x 24, 0.88x at 1 x 128, 0.73x at 1 x 256; the mixed payload in the batched server's
@@ -62,23 +64,8 @@ OPSET = 18
 # 0.9862 (dynamo 0.9823, 0.9867); mixed min 0.9863, p1 0.9879 (dynamo 0.9842, 0.9876); fp32
 # 1.0000.
 EXPORTERS = ("fused", "dynamo", "torchscript")
-# The architectures onnxruntime's transformer optimizer knows as "bert" (config.json model_type).
-FUSED_MODEL_TYPES = ("bert",)
 QUANTIZE_CHOICES = ("none", "int8")
-# What `quantize="int8"` means; part of the cache key, so changing it re-quantises.
-INT8_SETTINGS: dict[str, Any] = {
-    "method": "quantize_dynamic",
-    "weight_type": "QInt8",
-    "per_channel": True,
-    # This box has AVX-512 VNNI, where U8S8 products accumulate in int32. On AVX2 without VNNI
-    # the U8S8 kernel adds pairs of products in int16 and can saturate; ORT's advice there is
-    # reduce_range=True (7-bit weights). Not needed here, and it cost accuracy in a trial.
-    "reduce_range": False,
-    "pre_process": True,
-}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT = "last_hidden_state"
 
 
 def default_cache_dir() -> Path:
@@ -180,7 +167,7 @@ def _int8_file(fp32: Path, cache: Path) -> Path:
     with _locked(cache / f"{target.name}.lock"):
         if not target.is_file():
             started = time.perf_counter()
-            _write_atomically(target, functools.partial(_quantize, fp32))
+            _write_atomically(target, functools.partial(quantize_int8, fp32))
             log.info("quantised %s in %.1fs", target.name, time.perf_counter() - started)
     return target
 
@@ -245,10 +232,10 @@ def _export(model_dir: Path, cache: Path, candidates: list[Path]) -> Path:
             if kind == "fused":
                 # The optimizer recognises attention written out op by op, not SDPA's.
                 write = functools.partial(
-                    _export_fused, torch, load(attn_implementation="eager"), model_dir
+                    export_fused, torch, load(attn_implementation="eager"), model_dir
                 )
             else:
-                write = functools.partial(_export_checked, torch, model, kind)
+                write = functools.partial(export_checked, torch, model, kind)
             _write_atomically(target, write)
         except Exception as exc:  # any failure, from torch or from the check: try the next one
             log.warning("ONNX export with the %s exporter failed: %s", kind, exc)
@@ -258,176 +245,3 @@ def _export(model_dir: Path, cache: Path, candidates: list[Path]) -> Path:
         log.info("exported %s in %.1fs", target.name, time.perf_counter() - started)
         return target
     raise RuntimeError(f"could not export {model_dir} to ONNX: " + "; ".join(errors))
-
-
-def _export_checked(torch: Any, model: Any, kind: str, file: Path) -> None:
-    import inspect
-
-    names = [n for n in _INPUTS if n in inspect.signature(model.forward).parameters]
-    if names[:2] != ["input_ids", "attention_mask"]:
-        raise ValueError(f"the model does not take input_ids and attention_mask: {names}")
-
-    # A wrapper called with keywords (transformers 5's BertModel.forward takes more positional
-    # parameters than before, so the TorchScript exporter's positional call fails) that returns
-    # only the one output used (the pooler head would otherwise run and be exported for nothing).
-    if "token_type_ids" in names:
-
-        class Wrapper(torch.nn.Module):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                return self.model(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
-                ).last_hidden_state
-
-    else:
-
-        class Wrapper(torch.nn.Module):  # type: ignore[misc,no-redef]
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.model(
-                    input_ids=input_ids, attention_mask=attention_mask
-                ).last_hidden_state
-
-    # Batch 2, sequence 8: sizes 0 and 1 are specialised by torch.export, and batch and sequence
-    # must differ so the two axes are not unified.
-    ids = torch.full((2, 8), _token_ids(model)[0], dtype=torch.int64)
-    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    example["token_type_ids"] = torch.zeros_like(ids)
-    args = tuple(example[n] for n in names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    wrapper = Wrapper().eval()
-    if kind == "dynamo":
-        with warnings.catch_warnings():
-            # Harmless: inputs share the "batch"/"sequence" names, and torch's own pytree use.
-            warnings.filterwarnings("ignore", "# The axis name", UserWarning)
-            warnings.filterwarnings("ignore", ".*LeafSpec", FutureWarning)
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(file),
-                input_names=names,
-                output_names=[OUTPUT],
-                dynamic_shapes=tuple(axes[n] for n in names),
-                opset_version=OPSET,
-                dynamo=True,
-                external_data=False,  # one self-contained file; fine below ONNX's 2 GB limit
-                verbose=False,
-            )
-    else:
-        torch.onnx.export(
-            wrapper,
-            args,
-            str(file),
-            input_names=names,
-            output_names=[OUTPUT],
-            dynamic_axes={**axes, OUTPUT: {0: "batch", 1: "sequence"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    _check_against_torch(torch, model, names, file)
-
-
-def _export_fused(torch: Any, model: Any, model_dir: Path, file: Path) -> None:
-    """TorchScript export, then onnxruntime's transformer fusions (module docstring); refused
-    (so the next exporter is tried) unless every layer's attention was fused."""
-    from onnxruntime.transformers import optimizer
-    from onnxruntime.transformers.fusion_options import FusionOptions
-
-    config = json.loads((model_dir / "config.json").read_text())
-    if config.get("model_type") not in FUSED_MODEL_TYPES:
-        raise ValueError(f"no fusions for model_type {config.get('model_type')!r}")
-    plain = file.with_name(file.name + ".plain")  # a temporary of the target's: cleaned alike
-    try:
-        _export_checked(torch, model, "torchscript", plain)
-        fused = optimizer.optimize_model(
-            str(plain),
-            model_type="bert",
-            num_heads=int(config["num_attention_heads"]),
-            hidden_size=int(config["hidden_size"]),
-            optimization_options=FusionOptions("bert"),
-            opt_level=0,  # fusions only; the session applies onnxruntime's own at load time
-        )
-    finally:
-        plain.unlink(missing_ok=True)
-    layers = int(config.get("num_hidden_layers", 0))
-    attention = fused.get_fused_operator_statistics().get("Attention", 0)
-    if layers < 1 or attention != layers:
-        raise ValueError(f"{attention} of {layers} attention layers fused")
-    fused.save_model_to_file(str(file))
-    names = [i.name for i in fused.model.graph.input]
-    _check_against_torch(torch, model, names, file)
-
-
-def _check_against_torch(torch: Any, model: Any, names: list[str], file: Path) -> None:
-    """Run the exported file at shapes other than the example's, with padding, against torch.
-
-    Catches graphs that load but had a dimension frozen at export time.
-    """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    low, high = _token_ids(model)
-    for batch, seq in ((1, 5), (3, 13)):
-        ids = rng.integers(low, high, size=(batch, seq), dtype=np.int64)
-        mask = np.ones_like(ids)
-        mask[-1, seq // 2 :] = 0
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        feed = {n: feed[n] for n in names}
-        got = session.run([OUTPUT], feed)[0]
-        with torch.inference_mode():
-            want = model(**{n: torch.from_numpy(v) for n, v in feed.items()}).last_hidden_state
-        # Padded positions are not compared: pooling never reads them, and a fused attention
-        # op may leave other values there than torch does.
-        kept = mask.astype(bool)
-        err = float(np.abs(got[kept] - want.numpy()[kept]).max()) if got.shape == want.shape else 0
-        if got.shape != tuple(want.shape) or not err < 1e-3:
-            raise ValueError(f"exported graph differs from torch at {(batch, seq)}: max {err}")
-
-
-def _token_ids(model: Any) -> tuple[int, int]:
-    """A range of ordinary token ids for the examples: 1000-2000, or the upper half of a small
-    vocabulary (a tiny test model's)."""
-    vocab = int(getattr(model.config, "vocab_size", 30522) or 30522)
-    return (1000, 2000) if vocab >= 2000 else (vocab // 2, vocab)
-
-
-def _quantize(fp32: Path, file: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    source = fp32
-    # Named after `file` (itself a temporary of the target), so a kill leaves nothing that
-    # remove_stale_temporaries does not find.
-    with tempfile.TemporaryDirectory(dir=file.parent, prefix=f"{file.name}.pre-") as tmp:
-        if INT8_SETTINGS["pre_process"]:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            pre = Path(tmp) / "pre.onnx"
-            try:
-                # Symbolic shape inference gives up on the dynamo graph ("Incomplete symbolic
-                # shape inference"); ONNX shape inference plus ORT's basic optimisations
-                # (constant folding) is what is left, and it is harmless here (36 of 36 weight
-                # MatMuls are quantised with or without it) but may help other graphs.
-                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-                source = pre
-            except Exception as exc:
-                log.warning("quant_pre_process failed (%s); quantising the export as is", exc)
-        quantize_dynamic(
-            str(source),
-            str(file),
-            weight_type=getattr(QuantType, INT8_SETTINGS["weight_type"]),
-            per_channel=INT8_SETTINGS["per_channel"],
-            reduce_range=INT8_SETTINGS["reduce_range"],
-            # ONNX shape inference gives no types to the outputs of onnxruntime's fused ops
-            # (Attention, SkipLayerNormalization); they are float, as every activation here.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )

@@ -12,7 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from embbench.servers.backends import Embeddings
-from embbench.servers.backends.onnx_export import OUTPUT, export_onnx
+from embbench.servers.backends.onnx_export import export_onnx
+from embbench.servers.backends.onnx_graphs import OUTPUT
 
 
 class OnnxBackend:

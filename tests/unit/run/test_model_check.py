@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embbench.config.model import resolve_spec
-from embbench.run.quality import disagreement_causes
+from embbench.run.model_check import disagreement_causes
 
 
 def test_a_server_that_matches_the_model_has_no_cause() -> None:
