@@ -30,6 +30,7 @@ from embbench.cli.render import (
     render_rows,
 )
 from embbench.config import run as cfg
+from embbench.config.options import ServerOptions, override_options
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
 from embbench.machine.quiet import quiet_libraries
 from embbench.report.sections.base import DEFAULT_PRICE_PER_CORE_HOUR
@@ -82,7 +83,7 @@ def serve(
     given = dict(server or {})
     if given.get("port") is None:
         given["port"] = 8000
-    options = cfg.override_options(cfg.ServerOptions(), given)
+    options = override_options(ServerOptions(), given)
     code = serve_foreground(
         variant,
         options,

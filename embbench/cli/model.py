@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from embbench.cli.render import err_console, fmt, friendly, print_table
-from embbench.config import run as cfg
+from embbench.config.options import ServerOptions
 from embbench.errors import ConfigError, EmbbenchError, ExitStatus
 
 
@@ -73,7 +73,7 @@ def ceiling(
 
     rows = []
     for name in backend:
-        cfg.ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
+        ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
         try:
             result = measure_in_subprocess(
                 model,

@@ -7,7 +7,6 @@ file is read, and the rules by which flags and a run file combine (`build_run_co
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,58 +27,10 @@ from embbench.config.options import (
 )
 from embbench.errors import ConfigError
 
-__all__ = [
-    "RunConfig",
-    "ServerConfig",
-    "ServerOptions",
-    "VariantRun",
-    "build_run_config",
-    "default_label",
-    "load_run_file",
-    "override_options",
-    "server_options",
-]
-
 PROTOCOLS = ("predict", "tei", "openai")
 PAYLOADS = ("short", "medium", "long", "mixed")
 DEFAULT_CONCURRENCY = (10, 100, 1000)
 EXTERNAL = "external"  # the variant name of a server that runs elsewhere (--url)
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Everything a server process needs; passed to it as JSON (env EMBBENCH_SERVER_CONFIG).
-
-    `options` are the user's, as declared; the other fields are what the variant resolved
-    from them (a port, a worker and thread count, a strategy).
-    """
-
-    variant: str
-    model_path: str
-    port: int
-    workers: int
-    threads: int
-    options: ServerOptions = field(default_factory=ServerOptions)
-    strategy: str = "mutex"  # a name in servers/strategies.STRATEGIES
-    streams: int = 1  # forward passes that may run at once in one process (rwlock, batched)
-    preload: bool = False  # the model is loaded before fork (gunicorn --preload)
-    model_name: str = ""
-    ready_dir: str = ""
-    # How the variant chose what the user left to it (autotune.record), shown by /info.
-    autotune: dict[str, Any] | None = None
-
-    @property
-    def host(self) -> str:
-        return self.options.host
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ServerConfig:
-        data = json.loads(text)
-        data["options"] = ServerOptions(**data.get("options", {}))
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from embbench.config.run import ServerOptions, default_label
+from embbench.config.options import ServerOptions, default_label
 from embbench.errors import EmbbenchError
 from embbench.results.record import RecordedVariant, RunRecord
 

@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 
 from embbench.config.model import resolve_model, resolve_spec
-from embbench.config.run import RunConfig, ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.run import RunConfig
 from embbench.errors import EmbbenchError, LoadFailedError, ServerStartError
 from embbench.load import measure
 from embbench.load.locust import WORKER_WAIT_S, LoadProcess, LoadSpec, RequestLog

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.machine.process import ServerProcess, ensure_port_free, free_port
 from embbench.variants import get_variant
 

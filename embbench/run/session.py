@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from embbench.config.model import ModelSpec, resolve_spec
+from embbench.config.options import ServerOptions
 from embbench.config.payloads import build_payloads, describe_payloads
-from embbench.config.run import EXTERNAL, RunConfig, ServerOptions
+from embbench.config.run import EXTERNAL, RunConfig
 from embbench.errors import ConfigError, EmbbenchError
 from embbench.machine.host import git_revision, host_info, versions
 from embbench.machine.process import ensure_port_free

@@ -10,7 +10,7 @@ import os
 
 import uvicorn
 
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.factory import create_app
 from embbench.servers.protocol import IDLE_TIMEOUT_S, GuardedHttpToolsProtocol
 

@@ -29,7 +29,7 @@ import orjson
 
 from embbench import __version__
 from embbench.config.model import ModelSpec
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.machine.host import cpu_count
 from embbench.servers import admission
 from embbench.servers.encoder import (

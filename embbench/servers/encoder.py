@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from embbench.config.model import DenseWeights, ModelSpec, read_spec
 from embbench.config.options import ServerOptions
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.backends import Backend, Embeddings, load_backend
 
 if TYPE_CHECKING:

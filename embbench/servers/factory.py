@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.api import Api
 from embbench.servers.encoder import Encoder, EncoderSettings
 from embbench.servers.guard import RequestGuard

@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from embbench.config.options import ServerOptions
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.guard import DISCONNECT_HOOK, HOOK_SUPPORTED
 
 log = logging.getLogger("embbench.server")

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.batching import BatchQueue, split_batch
 from embbench.servers.encoder import Embeddings, Encoder, TokenIds
 from embbench.servers.locks import RWLock

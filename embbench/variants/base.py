@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from embbench.config.model import BUNDLED_MODEL, resolve_model, resolve_spec
-from embbench.config.run import ServerConfig, ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.wire import ServerConfig
 from embbench.errors import ConfigError
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec

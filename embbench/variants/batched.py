@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.machine.process import LaunchSpec
 from embbench.results.traits import Traits
 from embbench.variants import autotune

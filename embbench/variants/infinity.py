@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from embbench.config.model import BUNDLED_MODEL, resolve_model
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.machine.process import LaunchSpec
 from embbench.results.traits import Traits

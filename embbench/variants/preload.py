@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.results.traits import Traits
 from embbench.variants.base import OwnVariant
 

@@ -26,8 +26,7 @@ from pathlib import Path
 import psutil
 
 from embbench.config.model import resolve_spec
-from embbench.config.options import option_fields
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions, option_fields
 from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.machine.process import LaunchSpec
 from embbench.results.traits import Traits

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from embbench.config.model import BUNDLED_MODEL, ModelSpec, resolve_spec
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.errors import ModelError, PeerUnavailableError
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from embbench.config.model import BUNDLED_MODEL, resolve_model
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.errors import PeerUnavailableError
 from embbench.machine.children import pid_alive
 from embbench.machine.process import LaunchSpec

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from embbench.config.model import resolve_model
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.machine.process import LaunchSpec, ServerProcess, free_port
 from embbench.variants import get_variant
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from embbench.config.run import RunConfig, ServerOptions, VariantRun
+from embbench.config.options import ServerOptions
+from embbench.config.run import RunConfig, VariantRun
 from embbench.run.progress import Progress
 from embbench.run.session import run_benchmark
 from embbench.variants import autotune

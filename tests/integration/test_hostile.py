@@ -22,7 +22,7 @@ import httpx
 import psutil
 import pytest
 
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.machine.process import free_port
 from embbench.servers.protocol import CONNECTIONS_PER_REQUEST, MIN_CONNECTIONS
 from embbench.variants import get_variant

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from embbench.config.run import RunConfig, ServerOptions
+from embbench.config.options import ServerOptions
+from embbench.config.run import RunConfig
 from embbench.load import answers
 from embbench.machine.process import LaunchSpec, free_port
 from embbench.results import folder as results

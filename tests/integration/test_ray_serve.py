@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.machine.process import ServerProcess, free_port
 from embbench.machine.sampler import TreeMeter
 from embbench.variants import get_variant

@@ -85,3 +85,14 @@ def test_relative_imports_are_not_used() -> None:
         if isinstance(n, ast.ImportFrom) and n.level > 0
     ]
     assert not relative, relative
+
+
+def test_servers_read_the_wire_config_not_the_runs() -> None:
+    # A server knows what it serves (config/wire.py), not how the run around it is planned.
+    wrong = [
+        f"{p.relative_to(PACKAGE)}:{line}"
+        for p in sorted((PACKAGE / "servers").rglob("*.py"))
+        for line, module in _imports(p)
+        if module == "embbench.config.run"
+    ]
+    assert not wrong, wrong

@@ -5,16 +5,17 @@ from pathlib import Path
 import pytest
 
 from embbench.config import run as cfg
+from embbench.config.options import ServerOptions, default_label
 from embbench.errors import ConfigError
 from embbench.machine.host import cpu_count
 
 
 def test_defaults_and_labels() -> None:
-    assert cfg.default_label("batched", cfg.ServerOptions()) == "batched"
-    opts = cfg.ServerOptions(backend="onnx", quantize="int8", truncation=False)
-    assert cfg.default_label("batched", opts) == "batched[onnx,int8,no-truncation]"
-    fast = cfg.ServerOptions(backend="onnx", streams=2, max_batch_size=8, http="asgi")
-    assert cfg.default_label("batched", fast) == "batched[onnx,streams=2,max_batch_size=8,asgi]"
+    assert default_label("batched", ServerOptions()) == "batched"
+    opts = ServerOptions(backend="onnx", quantize="int8", truncation=False)
+    assert default_label("batched", opts) == "batched[onnx,int8,no-truncation]"
+    fast = ServerOptions(backend="onnx", streams=2, max_batch_size=8, http="asgi")
+    assert default_label("batched", fast) == "batched[onnx,streams=2,max_batch_size=8,asgi]"
 
 
 @pytest.mark.parametrize(
@@ -30,29 +31,29 @@ def test_defaults_and_labels() -> None:
 )
 def test_bad_server_options(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        cfg.ServerOptions(**kwargs)  # type: ignore[arg-type]
+        ServerOptions(**kwargs)  # type: ignore[arg-type]
 
 
 def test_threads_default_to_cores_over_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     from embbench.config import options
 
     monkeypatch.setattr(options, "cpu_count", lambda: 8)
-    assert cfg.ServerOptions().resolved_threads(4) == 2
-    assert cfg.ServerOptions().resolved_threads(16) == 1
-    assert cfg.ServerOptions(threads=3).resolved_threads(4) == 3
+    assert ServerOptions().resolved_threads(4) == 2
+    assert ServerOptions().resolved_threads(16) == 1
+    assert ServerOptions(threads=3).resolved_threads(4) == 3
     # Streams share the cores too: 8 cores, 2 workers x 2 streams -> 2 threads each.
-    assert cfg.ServerOptions(streams=2).resolved_threads(2) == 2
+    assert ServerOptions(streams=2).resolved_threads(2) == 2
 
 
 def test_streams_only_where_passes_can_overlap() -> None:
     from embbench.variants import get_variant
 
     with pytest.raises(ConfigError, match="streams applies to shared-rwlock and batched"):
-        get_variant("shared-mutex").check(cfg.ServerOptions(streams=2))
-    get_variant("shared-mutex").check(cfg.ServerOptions(streams=1))
-    config = get_variant("batched").server_config(cfg.ServerOptions(streams=2), 8000, "")
+        get_variant("shared-mutex").check(ServerOptions(streams=2))
+    get_variant("shared-mutex").check(ServerOptions(streams=1))
+    config = get_variant("batched").server_config(ServerOptions(streams=2), 8000, "")
     assert config.streams == 2 and config.threads == max(1, cpu_count() // 2)
-    assert get_variant("batched").server_config(cfg.ServerOptions(), 8000, "").streams == 1
+    assert get_variant("batched").server_config(ServerOptions(), 8000, "").streams == 1
 
 
 def test_run_config_validation() -> None:
@@ -120,6 +121,6 @@ def test_missing_run_file(tmp_path: Path) -> None:
 
 
 def test_override_keeps_unset_flags() -> None:
-    opts = cfg.ServerOptions(backend="onnx", threads=1)
+    opts = ServerOptions(backend="onnx", threads=1)
     out = cfg.override_options(opts, {"threads": 2, "padding": None})
     assert out.backend == "onnx" and out.threads == 2 and out.padding == "longest"

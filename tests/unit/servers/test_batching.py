@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embbench.config.options import ServerOptions
-from embbench.config.run import ServerConfig
+from embbench.config.wire import ServerConfig
 from embbench.servers.batching import BatchQueue, Entry, Request, split_batch, take_batch
 from embbench.servers.strategies import BatchedStrategy
 

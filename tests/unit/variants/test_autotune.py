@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from embbench.config.options import ServerOptions, default_label, override_options, server_options
-from embbench.config.run import ServerConfig, build_run_config, load_run_file
+from embbench.config.run import build_run_config, load_run_file
+from embbench.config.wire import ServerConfig
 from embbench.variants import autotune, get_variant
 from embbench.variants.ray_serve import option_argv
 

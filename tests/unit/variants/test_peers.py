@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from embbench.config.model import BUNDLED_MODEL, resolve_model
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.errors import ConfigError, ExitStatus, PeerUnavailableError
 from embbench.variants import REGISTRY, get_variant
 from embbench.variants import infinity as infinity_mod

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from embbench.config.run import ServerOptions
+from embbench.config.options import ServerOptions
 from embbench.errors import ConfigError, ExitStatus, PeerUnavailableError
 from embbench.machine.host import cpu_count
 from embbench.variants import REGISTRY, get_variant
