@@ -18,7 +18,7 @@ from embbench.run.progress import Progress
 from embbench.run.session import run_benchmark
 from embbench.variants import autotune
 from tests.integration.conftest import serve_variant
-from tests.unit.test_autotune import CEILING
+from tests.unit.variants.test_autotune import CEILING
 
 pytestmark = pytest.mark.integration
 
