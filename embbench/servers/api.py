@@ -392,12 +392,7 @@ class Api:
 
 def model_facts(spec: ModelSpec) -> dict[str, Any]:
     """What /info says of the model beyond TEI's fields."""
-    return {
-        "dimensions": spec.dimensions,
-        "pooling": spec.pooling_name,
-        "normalize": spec.normalize,
-        "dense": [f"{d.in_features}->{d.out_features} {d.activation}" for d in spec.dense],
-        "default_prompt": spec.default_prompt or None,
-        "fingerprint": spec.fingerprint,
-        "architecture": spec.architecture,
-    }
+    facts = spec.describe()
+    keys = ("dimensions", "pooling", "normalize", "dense", "default_prompt", "fingerprint",
+            "architecture")  # fmt: skip
+    return {key: facts[key] for key in keys}
