@@ -56,7 +56,9 @@ def after_run(
 ) -> int:
     """The config's assertions against the run just written: printed, written, an exit
     status (0 with no assertions)."""
-    judged = gate.judge(RunView(load_run(run_dir)), config.assertions) if config.assertions else []
+    judged = (
+        gate.judge_all(RunView(load_run(run_dir)), config.assertions) if config.assertions else []
+    )
     suite = f"embbench {command} {run_dir.name}"
     return finish(judged, suite=suite, junit=junit, strict=strict, title="assertions")
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from embbench.errors import EmbbenchError
 from embbench.results import columns, levels
 from embbench.run.plan import Cell
-from embbench.run.progress import Progress as RunProgress
+from embbench.run.progress import ProgressListener
 
 console = Console()
 err_console = Console(stderr=True)
@@ -106,7 +106,7 @@ def cell_line(cell: Cell, row: Mapping[str, Any]) -> str:
     return line
 
 
-class PlainProgress(RunProgress):
+class PlainProgress(ProgressListener):
     """Progress as plain lines on stderr: one per cell started and finished."""
 
     def run_started(self, run_dir: Path, cells: Sequence[Cell]) -> None:
@@ -136,7 +136,7 @@ class PlainProgress(RunProgress):
 
 
 class RichProgress(PlainProgress):
-    """The runner's Progress, drawn as a Rich progress bar with live rps and latency."""
+    """The runner's ProgressListener, drawn as a Rich progress bar with live rps and latency."""
 
     def __init__(self) -> None:
         self._bar = Progress(

@@ -23,7 +23,7 @@ from scipy.stats import binom
 from embbench.load import measure
 from embbench.results.cpu import server_cpu_ms
 
-Verdict = Literal["pass", "fail", "too_close"]
+ProbeOutcome = Literal["pass", "fail", "too_close"]
 Status = Literal["found", "indeterminate", "none"]
 
 QUANTILE = 0.99
@@ -59,7 +59,7 @@ def quantile_interval(
 
 def verdict_of(
     p99_low: float, p99_high: float, error_rate: float, slo_p99_ms: float, max_error_rate: float
-) -> Verdict:
+) -> ProbeOutcome:
     # Errors decide alone: a p99 over the requests that got through says nothing of the rest.
     if error_rate > max_error_rate:
         return "fail"
@@ -70,13 +70,13 @@ def verdict_of(
     return "too_close"
 
 
-def judge(
+def judge_probe(
     latencies_ms: Sequence[float],
     errors: int,
     arrivals: int,
     slo_p99_ms: float,
     max_error_rate: float,
-) -> Verdict:
+) -> ProbeOutcome:
     """pass: p99 interval wholly within the SLO and errors within the limit; fail: errors over
     the limit or interval wholly above; too_close: the SLO inside the interval."""
     if arrivals <= 0:
@@ -95,7 +95,7 @@ class ProbeResult:
     p99_low_ms: float
     p99_high_ms: float
     error_rate: float  # (failures + dropped) / arrivals
-    verdict: Verdict
+    verdict: ProbeOutcome
     row: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod

@@ -93,7 +93,7 @@ def check_labels(assertions: Iterable[Assertion], labels: Iterable[str]) -> None
             )
 
 
-def judge(view: RunView, assertions: Sequence[Assertion]) -> list[Judgement]:
+def judge_all(view: RunView, assertions: Sequence[Assertion]) -> list[Judgement]:
     """Every assertion against a run: capacity.csv's rows for a capacity run, else every
     (label, level) of summary.csv."""
     if view.capacity is not None:

@@ -21,7 +21,7 @@ from embbench.load.loops.closed import ClosedLoop
 from embbench.load.loops.open import OpenLoop
 from embbench.results import folder as results
 from embbench.run.plan import Cell
-from embbench.run.progress import Progress
+from embbench.run.progress import ProgressListener
 from embbench.run.session import RunOutcome, RunSession, check
 
 # The estimate: a short closed loop with enough users to fill any server of ours on 2 cores.
@@ -55,9 +55,9 @@ class CapacityOutcome:
 
 
 def run_capacity(
-    config: RunConfig, target: Target, progress: Progress | None = None
+    config: RunConfig, target: Target, progress: ProgressListener | None = None
 ) -> CapacityOutcome:
-    progress = progress or Progress()
+    progress = progress or ProgressListener()
     # The ceiling's CPU per embedding is what the capacity table sets each server against.
     config = dataclasses.replace(config, ceiling=True)
     check(config)
@@ -82,7 +82,7 @@ def run_capacity(
 
 
 def _one_variant(
-    session: RunSession, run: VariantRun, target: Target, progress: Progress
+    session: RunSession, run: VariantRun, target: Target, progress: ProgressListener
 ) -> dict[str, Any]:
     config = session.config
     counter = [0]

@@ -30,7 +30,7 @@ from embbench.run import quality
 from embbench.run.model_check import disagreement_causes
 from embbench.run.plan import Cell
 from embbench.run.probe import probe_server
-from embbench.run.progress import Progress
+from embbench.run.progress import ProgressListener
 from embbench.run.record import first_row, record_cell
 from embbench.variants import get_variant
 
@@ -44,7 +44,7 @@ class CellRunner:
         cell: Cell,
         run_dir: Path,
         payloads: list[str],
-        progress: Progress,
+        progress: ProgressListener,
         tuned: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
@@ -61,7 +61,7 @@ class CellRunner:
         self.request_rows: list[measure.RequestRow] = []
         self.reference: quality.Vectors | None = None
         self.server_info: dict[str, Any] = {}  # the server's /info, once it answered
-        self.verdict: quality.Verdict | None = None
+        self.verdict: quality.AnswerCheck | None = None
         self.row = first_row(config, cell)
 
     def run(self) -> Row:

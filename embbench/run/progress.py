@@ -9,7 +9,7 @@ from typing import Any
 from embbench.run.plan import Cell
 
 
-class Progress:
+class ProgressListener:
     """What the runner tells whoever watches; every method does nothing unless overridden.
 
     The CLI renders it with Rich (or plain lines off a terminal); tests override one method to

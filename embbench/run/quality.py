@@ -147,7 +147,7 @@ def probe_indices(texts: Sequence[str], quantiles: Sequence[float] = PROBE_QUANT
 
 
 @dataclass(frozen=True)
-class Verdict:
+class AnswerCheck:
     """Each checked answer: its input, cosine to its own reference, the nearest other input
     (-1: none) and its cosine; malformed answers (no embedding of the right width) have cosine
     0 and count in `malformed`."""
@@ -204,7 +204,9 @@ def unit_rows(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     return result
 
 
-def judge(kept: Sequence[Kept], protocol: str, reference: Vectors, threshold: float) -> Verdict:
+def check_answers(
+    kept: Sequence[Kept], protocol: str, reference: Vectors, threshold: float
+) -> AnswerCheck:
     """Compare each kept answer with every reference (see the module's docstring)."""
     refs = unit_rows(reference)
     width = refs.shape[1]
@@ -234,7 +236,7 @@ def judge(kept: Sequence[Kept], protocol: str, reference: Vectors, threshold: fl
         found = np.isfinite(best_cos)
         nearest[rows[found]] = best[found]
         nearest_cos[rows[found]] = best_cos[found]
-    return Verdict(inputs, cosines, nearest, nearest_cos, int((~ok).sum()))
+    return AnswerCheck(inputs, cosines, nearest, nearest_cos, int((~ok).sum()))
 
 
 def _vector(protocol: str, body: bytes) -> list[float] | None:
@@ -247,7 +249,7 @@ def _vector(protocol: str, body: bytes) -> list[float] | None:
     return vectors[0]
 
 
-def failure(verdict: Verdict, cosine_min: float | None, threshold: float) -> str | None:
+def failure(verdict: AnswerCheck, cosine_min: float | None, threshold: float) -> str | None:
     """Why a cell's answers were wrong, or None: one mismatched answer fails it, however fast it
     was; so do malformed answers and, as for the probe, any cosine below the threshold."""
     reasons = []

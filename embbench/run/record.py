@@ -35,7 +35,7 @@ class Recorded:
     """What a caller may judge the cell by besides its row."""
 
     rows: list[RequestRow]  # every request of the cell, sorted (capacity probes judge them)
-    verdict: quality.Verdict | None  # the answers checked under load, if any were
+    verdict: quality.AnswerCheck | None  # the answers checked under load, if any were
 
 
 def first_row(config: RunConfig, cell: Cell) -> Row:
@@ -130,14 +130,14 @@ def _check(
     reference: quality.Vectors | None,
     start: float,
     end: float,
-) -> quality.Verdict | None:
+) -> quality.AnswerCheck | None:
     """The answers kept in the window against their own inputs' references: a mismatched
     answer, or one below the threshold as for the probe, makes the cell bad_embeddings."""
     if reference is None or not config.check_rate:
         return None
     kept = answers.in_window(answers.read_kept(raw), start, end) if raw.exists() else []
     threshold = row["cosine_threshold"]
-    verdict = quality.judge(kept, row["protocol"], reference, threshold)
+    verdict = quality.check_answers(kept, row["protocol"], reference, threshold)
     row.update(verdict.summary())
     if verdict.checked:
         lowest = float(verdict.cosines.min())

@@ -34,7 +34,7 @@ from embbench.results.record import (
 )
 from embbench.run.cell import CellRunner
 from embbench.run.plan import Cell, plan
-from embbench.run.progress import Progress
+from embbench.run.progress import ProgressListener
 from embbench.servers.ceiling import measure_in_subprocess
 from embbench.variants import get_variant
 
@@ -70,7 +70,7 @@ class RunSession:
     cell, so that an interrupt (or a kill) keeps what was measured. `embbench run` plays a
     plan through it; `embbench capacity` decides its cells as it goes."""
 
-    def __init__(self, config: RunConfig, progress: Progress, planned: list[Cell]) -> None:
+    def __init__(self, config: RunConfig, progress: ProgressListener, planned: list[Cell]) -> None:
         self.config = config
         self.progress = progress
         results.mark_abandoned_runs(Path(config.out))
@@ -172,8 +172,8 @@ class RunSession:
         return self.outcome
 
 
-def run_benchmark(config: RunConfig, progress: Progress | None = None) -> RunOutcome:
-    progress = progress or Progress()
+def run_benchmark(config: RunConfig, progress: ProgressListener | None = None) -> RunOutcome:
+    progress = progress or ProgressListener()
     check(config)
     cells = plan(config)
     session = RunSession(config, progress, cells)
@@ -199,7 +199,7 @@ BEFORE, BETWEEN, AFTER = "before", "between", "after"
 
 
 def measure_ceilings(
-    config: RunConfig, progress: Progress, when: str, repeat: int | None = None
+    config: RunConfig, progress: ProgressListener, when: str, repeat: int | None = None
 ) -> list[Ceiling]:
     """The offline ceiling of each backend of the run (none unless the run asks for them)."""
     if not config.ceiling:

@@ -14,7 +14,7 @@ import pytest
 
 from embbench.config.options import ServerOptions
 from embbench.config.run import RunConfig, VariantRun
-from embbench.run.progress import Progress
+from embbench.run.progress import ProgressListener
 from embbench.run.session import run_benchmark
 from embbench.variants import autotune
 from tests.integration.conftest import serve_variant
@@ -50,7 +50,7 @@ def test_a_run_records_the_choice_per_row_and_given_values_win(
         variants=(VariantRun("batched"), VariantRun("batched", given)),
         concurrency=(2,), duration=2.0, warmup=0.5, out=str(tmp_path / "results"),
     )  # fmt: skip
-    outcome = run_benchmark(config, Progress())
+    outcome = run_benchmark(config, ProgressListener())
     assert not outcome.interrupted and outcome.failed == 0
     meta = json.loads((outcome.run_dir / "run.json").read_text())
     tuned, pinned = meta["autotune"]["batched"], meta["autotune"]["batched[max_batch_size=4]"]

@@ -20,7 +20,7 @@ from embbench.machine.process import free_port
 from embbench.results import folder as results
 from embbench.results import record
 from embbench.run.plan import Cell
-from embbench.run.progress import Progress
+from embbench.run.progress import ProgressListener
 from embbench.run.session import run_benchmark
 from tests.integration.conftest import serve_variant
 
@@ -90,7 +90,7 @@ def test_openai_protocol_against_our_server(tmp_path: Path) -> None:
     assert row["status"] == "ok" and row["cosine_min"] >= 0.999
 
 
-class KillServerMidCell(Progress):
+class KillServerMidCell(ProgressListener):
     """Kills the first cell's server halfway through its measured window."""
 
     def __init__(self) -> None:

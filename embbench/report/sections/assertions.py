@@ -25,7 +25,7 @@ def body(view: RunView, options: ReportOptions) -> list[str] | None:
         assertions = [parse_assertion(text) for text in view.record.assertions]
     except ConfigError as exc:
         return [f"The recorded assertions could not be read: {exc}"]
-    judged = gate.judge(view, assertions)
+    judged = gate.judge_all(view, assertions)
     return [INTRO, "", f"Outcome: **{gate.outcome(judged)}** ({counts(judged)}).", "",
             *verdict_table(judged)]  # fmt: skip
 

@@ -40,15 +40,15 @@ def test_order_statistic_interval_brackets_the_sample_p99() -> None:
 
 def test_judge() -> None:
     fast = list(np.linspace(1.0, 50.0, 1000))
-    assert capacity.judge(fast, 0, 1000, SLO_MS, 0.001) == "pass"
-    assert capacity.judge(fast, 5, 1000, SLO_MS, 0.001) == "fail"  # errors over the limit
+    assert capacity.judge_probe(fast, 0, 1000, SLO_MS, 0.001) == "pass"
+    assert capacity.judge_probe(fast, 5, 1000, SLO_MS, 0.001) == "fail"  # errors over the limit
     slow = list(np.linspace(100.0, 500.0, 1000))
-    assert capacity.judge(slow, 0, 1000, SLO_MS, 0.001) == "fail"
+    assert capacity.judge_probe(slow, 0, 1000, SLO_MS, 0.001) == "fail"
     # The SLO falls between the 983rd and 997th values: too close to call.
     near = list(np.linspace(1.0, 1000.0, 1000) / 990.0 * SLO_MS)
-    assert capacity.judge(near, 0, 1000, SLO_MS, 0.001) == "too_close"
-    assert capacity.judge(fast[:100], 0, 100, SLO_MS, 0.001) == "too_close"  # too few
-    assert capacity.judge([], 0, 0, SLO_MS, 0.001) == "fail"
+    assert capacity.judge_probe(near, 0, 1000, SLO_MS, 0.001) == "too_close"
+    assert capacity.judge_probe(fast[:100], 0, 100, SLO_MS, 0.001) == "too_close"  # too few
+    assert capacity.judge_probe([], 0, 0, SLO_MS, 0.001) == "fail"
 
 
 def test_search_finds_the_knee_within_tolerance() -> None:

@@ -104,7 +104,7 @@ def test_a_run_is_judged_per_label_and_level() -> None:
         [(50, 80), (52, 90), (49, 85)])]  # fmt: skip
     rows += [("b", 100, r, "failed" if r else "ok", 60.0, 900.0) for r in range(3)]
     view = RunView.of(summary(rows), {"run_id": "t"})
-    judged = gate.judge(view, [parse_assertion("p99_ms<=50"), parse_assertion("a: rps>=90")])
+    judged = gate.judge_all(view, [parse_assertion("p99_ms<=50"), parse_assertion("a: rps>=90")])
     found = {(j.check, j.label, j.level): j.verdict for j in judged}
     assert found == {
         ("p99_ms<=50", "a", "c=10"): PASS,

@@ -35,7 +35,7 @@ def test_an_answer_closer_to_another_input_is_mismatched() -> None:
         kept(1, [0.0, 0.0, 1.0]),  # input 2's vector: a swap
         kept(2, [0.6, 0.0, 0.8]),  # off, but still nearest its own
     ]
-    verdict = quality.judge(answers, "predict", REFS, threshold=0.999)
+    verdict = quality.check_answers(answers, "predict", REFS, threshold=0.999)
     assert verdict.checked == 3 and verdict.mismatched == 1 and verdict.malformed == 0
     assert list(verdict.nearest) == [1, 2, 0]
     assert verdict.cosines[1] == pytest.approx(0.0)
@@ -46,10 +46,10 @@ def test_an_answer_closer_to_another_input_is_mismatched() -> None:
 def test_inputs_the_threshold_cannot_tell_apart_are_one_input() -> None:
     # Input 3's reference is input 0's: an answer for 0 equal to it is no mismatch, whichever
     # of the twins noise puts it nearer.
-    verdict = quality.judge([kept(0, [1.0, 0.0, 0.0])], "predict", REFS, threshold=0.97)
+    verdict = quality.check_answers([kept(0, [1.0, 0.0, 0.0])], "predict", REFS, threshold=0.97)
     assert verdict.mismatched == 0 and verdict.nearest[0] in (1, 2)
     # With no other input left to compare with, there is no nearest other.
-    lone = quality.judge([kept(0, [1.0, 0.0])], "predict", REFS[:1, :2], threshold=0.97)
+    lone = quality.check_answers([kept(0, [1.0, 0.0])], "predict", REFS[:1, :2], threshold=0.97)
     assert lone.nearest[0] == -1 and lone.mismatched == 0
 
 
@@ -60,7 +60,7 @@ def test_malformed_answers_are_counted_and_score_zero() -> None:
         kept(9, [0.0, 1.0, 0.0]),  # an input the payload set does not have
         kept(1, [0.0, 1.0, 0.0]),
     ]
-    verdict = quality.judge(answers, "predict", REFS, threshold=0.999)
+    verdict = quality.check_answers(answers, "predict", REFS, threshold=0.999)
     assert verdict.malformed == 3 and verdict.mismatched == 0
     assert list(verdict.cosines) == pytest.approx([0.0, 0.0, 0.0, 1.0])
     reason = quality.failure(verdict, 0.0, 0.999)
@@ -72,13 +72,13 @@ def test_other_protocols_are_parsed() -> None:
     openai = Kept(
         1, 1.0, 1.0, json.dumps({"data": [{"index": 0, "embedding": [0.0, 3.0, 0.0]}]}).encode()
     )
-    assert quality.judge([tei], "tei", REFS, 0.999).cosines[0] == pytest.approx(1.0)
-    assert quality.judge([openai], "openai", REFS, 0.999).cosines[0] == pytest.approx(1.0)
+    assert quality.check_answers([tei], "tei", REFS, 0.999).cosines[0] == pytest.approx(1.0)
+    assert quality.check_answers([openai], "openai", REFS, 0.999).cosines[0] == pytest.approx(1.0)
 
 
 def test_summary_and_failure() -> None:
     answers = [kept(1, [0.0, 1.0, 0.0])] * 99 + [kept(2, [0.0, 0.6, 0.8])]
-    verdict = quality.judge(answers, "predict", REFS, threshold=0.97)
+    verdict = quality.check_answers(answers, "predict", REFS, threshold=0.97)
     summary = verdict.summary()
     assert summary["checked"] == 100 and summary["mismatched"] == 0
     assert summary["cosine_p1"] == pytest.approx(0.8)  # the lowest of 100: an observed value
@@ -86,7 +86,7 @@ def test_summary_and_failure() -> None:
     assert quality.failure(verdict, 0.99, 0.97) is None
     low = quality.failure(verdict, 0.8, 0.97)
     assert low is not None and "cosine 0.8000 < 0.97" in low
-    empty = quality.judge([], "predict", REFS, 0.97)
+    empty = quality.check_answers([], "predict", REFS, 0.97)
     assert empty.summary() == {"checked": 0, "mismatched": 0, "cosine_p1": None,
                                "cosine_p50": None}  # fmt: skip
     assert quality.failure(empty, None, 0.97) is None
