@@ -256,8 +256,8 @@ def test_ceiling_is_measured_before_between_and_after_the_repeats(tmp_path: Path
         assert ceiling["sentences_per_s"] > 0 and ceiling["batch1_ms"] > 0
         assert {(m["threads"], m["streams"]) for m in ceiling["layouts"]}
     text = render_markdown(load_run(outcome.run_dir))
-    assert "Offline ceiling after the cells (torch, none)" in text
-    assert "Offline ceiling after repeat 0 (torch, none)" in text
+    assert "Offline ceiling after the cells (torch)" in text
+    assert "Offline ceiling after repeat 0 (torch)" in text
     assert "measured after the cells" in text  # the c=1 cell against both bare passes
     # Each repeat against the ceilings around it: both repeats of the one label judged.
     section = text.split("## CPU per embedding against the ceiling")[1].split("## ")[0]
