@@ -106,7 +106,8 @@ def test_tiny_real_run_report_in_a_browser(browser: Browser, tmp_path: Path) -> 
 @pytest.mark.skipif(not os.environ.get("EMBBENCH_CHECK_PAGE"), reason="EMBBENCH_CHECK_PAGE unset")
 def test_given_report_in_a_browser(browser: Browser) -> None:
     """A page written before, named by EMBBENCH_CHECK_PAGE (`.ci/run` names the smoke run's)."""
-    page = Path(os.environ["EMBBENCH_CHECK_PAGE"])
+    # `.ci/run` names it relative to the clone; a file URI needs an absolute path.
+    page = Path(os.environ["EMBBENCH_CHECK_PAGE"]).resolve()
     check_page(browser, page, len(list((page.parent / "charts").glob("*.png"))), "smoke")
 
 
