@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.toml
 
-.PHONY: help venv test unit integration lint format bench smoke capacity report peers rust clean
+.PHONY: help venv test unit integration lint format bench smoke capacity capacity-cores report peers rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,13 +25,13 @@ venv: $(STAMP) ## create the virtual environment (torch, the model, locust, ...)
 
 test: $(STAMP) ## run all tests (unit, then integration with real servers and Locust)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/integration
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 tests/integration
 
 unit: $(STAMP) ## run the fast unit tests only
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP) ## run the integration tests only (real servers, the real model, Locust)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/integration
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 tests/integration
 
 lint: $(STAMP) ## ruff (lint + format check) on embbench/ and tests/, mypy on embbench/
 	$(BIN)/ruff check embbench tests
@@ -54,15 +54,20 @@ capacity: $(STAMP) ## rate each variant sustains at p99 <= 50 ms (configs/capaci
 	HF_HUB_OFFLINE=1 $(BIN)/embbench capacity --config configs/capacity.toml --slo-p99-ms 50; \
 	  code=$$?; HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
 
+capacity-cores: $(STAMP) ## capacity on 1 and 2 cores, fastest and shared-mutex (configs/capacity-cores.toml)
+	HF_HUB_OFFLINE=1 $(BIN)/embbench capacity --config configs/capacity-cores.toml \
+	  --slo-p99-ms 50 --cores 1,2; code=$$?; HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
 report: $(STAMP) ## report on the newest run under results/
 	HF_HUB_OFFLINE=1 $(BIN)/embbench report
 
 rust: ## release build of the article's actix-web + candle server (rust/seed-server), cached
 	bash scripts/build_rust.sh
 
-peers: $(STAMP) ## install infinity-emb (.venv-infinity) and Ray Serve (into .venv)
+peers: $(STAMP) ## install infinity-emb (.venv-infinity), Ray Serve and fastembed (into .venv)
 	bash scripts/install_infinity.sh
 	bash scripts/install_ray.sh
+	bash scripts/install_fastembed.sh
 
 clean: ## remove caches (keeps .venv and results/)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -19,6 +19,7 @@ from rich.markup import escape
 from embbench.cli import gate as gate_cli
 from embbench.cli.flags import run_flags, server_flags
 from embbench.cli.model import ceiling, model_cmd
+from embbench.cli.plan import capacity_words_of, parse_cores, plan_cmd
 from embbench.cli.render import (
     console,
     err_console,
@@ -159,6 +160,12 @@ def capacity(
         0.001, "--max-error-rate", help="Errors and drops allowed per arrival."
     ),
     max_probes: int = typer.Option(10, "--max-probes", help="Probes per variant at most."),
+    quality_floor: float | None = typer.Option(
+        None, "--quality-floor", help="Lowest recall@10 a variant's capacity is reported at."
+    ),
+    cores: str = typer.Option(
+        "", "--cores", help="Core counts, e.g. 1,2: each variant's server pinned to each in turn."
+    ),
     config_file: Path | None = typer.Option(None, "--config", help="TOML run file."),
     out: Path | None = typer.Option(None, "--out", help="Results folder (default results/)."),
     assertion: list[str] = typer.Option([], "--assert", help=gate_cli.ASSERT_HELP),
@@ -175,7 +182,10 @@ def capacity(
     from embbench.report.gate import CAPACITY
     from embbench.run.capacity import Target, run_capacity
 
-    target = Target(slo_p99_ms, max_error_rate, max_probes)
+    target = Target(
+        slo_p99_ms, max_error_rate, max_probes, cores=parse_cores(cores),
+        quality_floor=quality_floor,
+    )  # fmt: skip
     config = cfg.build_run_config(
         file=config_file,
         variants=variant,
@@ -188,13 +198,15 @@ def capacity(
     signal.signal(signal.SIGHUP, _raise_interrupt)
     with progress_for_stderr() as progress:
         found = run_capacity(config, target, progress)
+    words = capacity_words_of(found.run.run_dir)  # not a bare status beside a number
     print_table(
         f"capacity at p99 <= {slo_p99_ms:g} ms (run {found.run.run_dir.name})",
-        [CAPACITY_HEADINGS[k] for k in ("label", "status", "qps_at_slo", "p99_at_slo_ms",
-                                         "cpu_pct_at_slo", "pss_mb_at_slo",
-                                         "cpu_ms_per_embedding")],
+        ["label", "capacity", *(CAPACITY_HEADINGS[k] for k in (
+            "qps_at_slo", "p99_at_slo_ms", "cpu_pct_at_slo", "pss_mb_at_slo",
+            "cpu_ms_per_embedding"))],
         [
-            [str(r["label"]), str(r["status"]), fmt(r.get("qps_at_slo")),
+            [str(r["label"]), words.get(str(r["label"]), str(r["status"])),
+             fmt(r.get("qps_at_slo")),
              fmt(r.get("p99_at_slo_ms")), fmt(r.get("cpu_pct_at_slo"), 0),
              fmt(r.get("pss_mb_at_slo"), 0), fmt(r.get("cpu_ms_per_embedding"), 2)]
             for r in found.rows
@@ -234,6 +246,7 @@ def load_worker(
 
 app.command("model")(model_cmd)
 app.command()(ceiling)
+app.command("plan")(plan_cmd)
 
 
 @app.command("report")
@@ -260,6 +273,8 @@ def report_cmd(
     render_aggregate(published.table, title=f"run {published.run.path.name} (medians)")
     for line in _winner_lines(published.view.winners):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for label, words in capacity_words_of(published.run.path).items():  # a capacity run's answer
+        console.print(f"{label}: {words}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {published.markdown}")
     console.print(f"page:   {published.html}")
     for chart in published.charts:

@@ -14,7 +14,9 @@ from embbench.errors import ConfigError, EmbbenchError, ExitStatus
 def model_cmd(
     path: str | None = typer.Argument(None, help="Model folder (default: the bundled model)."),
     backend: str = typer.Option(
-        "torch,onnx", "--backend", help="Comma-separated: torch, onnx, int8 (onnx quantised)."
+        "torch,onnx",
+        "--backend",
+        help="Comma-separated: torch, onnx, int8 (onnx quantised), openvino, openvino-int8.",
     ),
 ) -> None:
     """The model as embbench reads it, and each backend's embeddings against
@@ -48,8 +50,12 @@ def model_cmd(
 
 @friendly
 def ceiling(
-    backend: list[str] = typer.Option(["torch"], "--backend", help="torch | onnx; repeatable."),
-    quantize: str = typer.Option("none", "--quantize", help="none | int8 (onnx)."),
+    backend: list[str] = typer.Option(
+        ["torch"], "--backend", help="torch | onnx | openvino; repeatable."
+    ),
+    quantize: str = typer.Option(
+        "none", "--quantize", help="none | int8 (onnx, openvino) | bf16 (openvino)."
+    ),
     threads: int | None = typer.Option(
         None, "--threads", help="Intra-op threads per stream (default: every layout)."
     ),
@@ -73,12 +79,14 @@ def ceiling(
 
     rows = []
     for name in backend:
-        ServerOptions(backend=name, quantize=quantize if name == "onnx" else "none")
+        # --quantize applies to the backends that have it; the others run as they are.
+        applies = name == "openvino" or (name == "onnx" and quantize == "int8")
+        ServerOptions(backend=name, quantize=quantize if applies else "none")
         try:
             result = measure_in_subprocess(
                 model,
                 name,
-                quantize if name == "onnx" else "none",
+                quantize if applies else "none",
                 threads,
                 payload,
                 seconds,

@@ -50,10 +50,15 @@ class ServerOptions:
     host: str = option("127.0.0.1", "Interface to bind.", label=None)
     port: int | None = option(None, "Port (default: a free one).", minimum=0, maximum=65535,
                               label=None)  # fmt: skip
-    backend: str = option("torch", "torch | onnx.", choices=("torch", "onnx"), label="{value}")
+    # fastembed: its onnxruntime session over our own ONNX export (servers/backends/fastembed.py).
+    backend: str = option(
+        "torch", "torch | onnx | openvino | fastembed.",
+        choices=("torch", "onnx", "openvino", "fastembed"), label="{value}",
+    )  # fmt: skip
     quantize: str = option(
-        "none", "none | int8 (onnx only).", choices=("none", "int8"), label="{value}"
-    )
+        "none", "none | int8 (onnx, fastembed: dynamic; openvino: NNCF static) | bf16 (openvino).",
+        choices=("none", "int8", "bf16"), label="{value}",
+    )  # fmt: skip
     padding: str = option(
         "longest", "longest | max_length.", choices=("longest", "max_length"), label="{value}"
     )
@@ -122,6 +127,12 @@ class ServerOptions:
         "offline ceiling (measured once, cached); values given explicitly win.",
         label=("autotune", "no-autotune"),
     )  # fmt: skip
+    # Each answer's Server-Timing, X-Batch-Size and X-Request-Id (servers/timing.py); off only
+    # to measure what they cost.
+    server_timing: bool = option(
+        True, "Put Server-Timing (the request's phases), X-Batch-Size and X-Request-Id on "
+        "every answer.", label=("server-timing", "no-server-timing"),
+    )  # fmt: skip
     # Not an option: the names the user set (file or flags), so that a value equal to its
     # default still counts as given and wins over autotune. Filled by server_options and
     # override_options; not compared, so it never tells two equal settings apart.
@@ -134,8 +145,10 @@ class ServerOptions:
                 check_value(each.name, getattr(self, each.name), hints[each.name], spec_of(each))
         # From JSON (ServerConfig.from_json, run.json) it comes back as a list.
         object.__setattr__(self, "given", tuple(sorted(set(self.given))))
-        if self.quantize != "none" and self.backend != "onnx":
-            raise ConfigError("--quantize int8 needs --backend onnx")
+        if self.quantize == "int8" and self.backend not in ("onnx", "openvino", "fastembed"):
+            raise ConfigError("--quantize int8 needs --backend onnx, openvino or fastembed")
+        if self.quantize == "bf16" and self.backend != "openvino":
+            raise ConfigError("--quantize bf16 needs --backend openvino")
         if self.batch_spread != 0 and self.batch_spread < 1:
             raise ConfigError(
                 f"batch_spread must be 0 (arrival order) or >= 1, got {self.batch_spread}"

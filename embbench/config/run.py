@@ -90,7 +90,18 @@ class RunConfig:
         100, "Answers checked per second per Locust process (0: none).", minimum=0,
         maximum=100_000, label=None,
     )  # fmt: skip
+    # Retrieval agreement (run/retrieval.py): chunks of the shipped corpus embedded through each
+    # cell's endpoint in its window, and half as many sentence queries; 0: not measured. 96
+    # chunks of ~75 words and 48 sentences are ~9k tokens, a few % of a 15 s window of the mixed
+    # payload at 100 rps (~110k tokens); more narrows the intervals and costs the window more.
+    quality_corpus: int = option(
+        96, "Retrieval-agreement documents embedded per cell (0: none; min 10).", minimum=0,
+        maximum=800, label=None,
+    )  # fmt: skip
     startup_timeout: float = 180.0
+    # `capacity --cores N`: the server's tree pinned to N cores (threads N), the load generator
+    # to the others (machine/affinity.py); None: no pinning. Set per core count, not a flag.
+    pin_cores: int | None = None
     seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
     # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.
     order: str = option(
@@ -135,6 +146,11 @@ class RunConfig:
             raise ConfigError(f"ceiling_seconds must be positive, got {self.ceiling_seconds}")
         if self.duration <= 0:
             raise ConfigError("duration must be positive and warmup not negative")
+        if 0 < self.quality_corpus < 10:
+            raise ConfigError(
+                f"--quality-corpus {self.quality_corpus}: recall@10 needs at least 10 "
+                "documents (0 turns the measurement off)"
+            )
         labels = [v.display for v in self.variants]
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:

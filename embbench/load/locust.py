@@ -13,7 +13,9 @@ from pathlib import Path
 
 from embbench.load import loops
 from embbench.load.loops.base import Loop
+from embbench.load.phases import EMPTY_FIELDS
 from embbench.machine.children import spawn_group, stop_group
+from embbench.results.phases import TIMING_COLUMNS
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 WORKER_WAIT_S = 120.0  # how long a master waits for its remote workers to connect
@@ -184,17 +186,42 @@ class RequestLog:
         return self._rows
 
 
+def read_logged(folder: Path) -> list[tuple[Row, tuple[str, ...]]]:
+    """Every row of the request logs in `folder` with its timing columns (TIMING_COLUMNS, as
+    text; empty in logs written before them), unsorted. Read once, when the cell is recorded."""
+    out: list[tuple[Row, tuple[str, ...]]] = []
+    for path in sorted(folder.glob("requests-*.csv")):
+        lines = path.read_text().splitlines()[1:]
+        timing = [line.split(",")[6:] for line in lines]
+        out.extend(
+            (row, tuple(extra) if extra else EMPTY_FIELDS)
+            for row, extra in zip(_rows_of(lines), timing, strict=True)
+            if row is not None
+        )
+    return out
+
+
+# Fields of a log line: without `scheduled` (old logs), with it, with the timing columns.
+_WIDTHS = (5, 6, 6 + len(TIMING_COLUMNS))
+
+
 def _parse(lines: list[str]) -> Iterator[Row]:
+    return (row for row in _rows_of(lines) if row is not None)
+
+
+def _rows_of(lines: list[str]) -> Iterator[Row | None]:
+    """One row per log line; None for a line that is not one (cut by an interrupt)."""
     for line in lines:
         parts = line.split(",")
-        if len(parts) not in (5, 6):
-            continue  # a line cut by an interrupt
+        if len(parts) not in _WIDTHS:
+            yield None
+            continue
         try:
             start = float(parts[0])
-            scheduled = float(parts[5]) if len(parts) == 6 else start
+            scheduled = float(parts[5]) if len(parts) > 5 else start
             yield (start, float(parts[1]), int(parts[2]), parts[3], int(parts[4]), scheduled)
         except ValueError:
-            continue
+            yield None
 
 
 def worker_command(

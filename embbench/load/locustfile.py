@@ -15,7 +15,8 @@ Two user classes; the command line names the one to run:
                   schedule (embbench.load.schedule), each process taking a disjoint slice.
 
 Every request is logged raw (epoch start, float milliseconds, status, error kind, bytes,
-scheduled epoch) so that percentiles come from the requests themselves, not from Locust's
+scheduled epoch, and the server's phases, batch size and request id from its headers: phases.py)
+so that percentiles come from the requests themselves, not from Locust's
 rounded tables. `start` is when the request was handed to a connection and `latency_ms` runs from
 there (service time); `scheduled` is when it was due (= start in the closed loop). Open-loop
 arrivals refused by the in-flight cap are logged with status 0 and error "dropped". In Locust's
@@ -54,8 +55,10 @@ from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from embbench.load.answers import encode_record
+from embbench.load.phases import RAW_HEADERS, log_fields
 from embbench.load.protocols import request_for
 from embbench.load.schedule import ARRIVALS, START_LEAD_S, build_schedule, per_process, slice_for
+from embbench.results.phases import TIMING_COLUMNS
 
 PROTOCOL = os.environ.get("EMBBENCH_PROTOCOL", "predict")
 _texts: list[str] = json.loads(Path(os.environ["EMBBENCH_PAYLOADS"]).read_text())
@@ -65,7 +68,12 @@ REQUESTS = [request_for(PROTOCOL, text, _model) for text in _texts]
 # with another --payload or --seed would have its answers judged against the wrong inputs.
 _PAYLOAD_DIGEST = hashlib.sha256(json.dumps(_texts).encode()).hexdigest()
 _HEADERS = {"Content-Type": "application/json"}
-_rows: list[tuple[float, float, int, str, int, float]] = []
+# A row: start, latency ms, status, error, bytes, scheduled, and the answer's raw timing headers
+# (RAW_HEADERS; None without an answer), turned into the log's timing columns only at flush.
+_rows: list[tuple[Any, ...]] = []
+# Our request ids: the server echoes them (X-Request-Id), so a row can be found in its logs.
+_request_ids = itertools.count()
+_ID_PREFIX = f"c{os.getpid()}-"
 _writer_state: dict[str, Any] = {}
 _ROWS_MESSAGE = "embbench_rows"
 _KEPT_MESSAGE = "embbench_responses"
@@ -104,6 +112,11 @@ def _record(
 ) -> None:
     status = int(getattr(response, "status_code", 0) or 0)
     scheduled = (context or {}).get("scheduled", start_time)
+    # The timing headers raw (a few lookups in a dict of lower-cased names); parsed at flush.
+    headers = getattr(response, "headers", None)
+    raw = [headers.get(name) for name in RAW_HEADERS] if headers else [None] * len(RAW_HEADERS)
+    if raw[-1] is None:
+        raw[-1] = (context or {}).get("id")  # no answer, or no echo: the id we sent
     _rows.append(
         (
             start_time,
@@ -112,6 +125,7 @@ def _record(
             _error_kind(status, exception),
             response_length,
             scheduled,
+            raw,
         )
     )
     if _sampling["rate"] and status == 200 and exception is None:
@@ -146,14 +160,15 @@ def _flush() -> None:
         _writer_state["handle"] = handle
         _writer_state["writer"] = csv.writer(handle)
         _writer_state["writer"].writerow(
-            ["start", "latency_ms", "status", "error", "bytes", "scheduled"]
+            ["start", "latency_ms", "status", "error", "bytes", "scheduled", *TIMING_COLUMNS]
         )
     rows = _rows[:]
     del _rows[: len(rows)]
     _writer_state["writer"].writerows(
-        (f"{s:.6f}", f"{lat:.3f}", st, err, size, f"{due:.6f}")
-        for s, lat, st, err, size, due in rows
-    )
+        (f"{r[0]:.6f}", f"{r[1]:.3f}", r[2], r[3], r[4], f"{r[5]:.6f}",
+         *log_fields(r[6] if len(r) > 6 else None))
+        for r in rows
+    )  # fmt: skip
     handle.flush()
 
 
@@ -233,7 +248,9 @@ def _post(client: Any, index: int, context: dict[str, Any]) -> None:
     # names the input, for the correctness check of the kept answers (and, in the open loop,
     # when the request was due).
     path, body = REQUESTS[index]
-    client.post(path, data=body, headers=_HEADERS, name=path, context=context)
+    context["id"] = rid = f"{_ID_PREFIX}{next(_request_ids)}"
+    headers = {**_HEADERS, "X-Request-Id": rid}
+    client.post(path, data=body, headers=headers, name=path, context=context)
 
 
 class EmbeddingUser(FastHttpUser):

@@ -112,7 +112,8 @@ def judge_run(view: RunView, assertions: Sequence[Assertion]) -> list[Judgement]
             found.append(_nothing(each, "no cell of this run has that label"))
         for label, level in cells:
             rows = ok[(ok["label"] == label) & (ok["level"] == level)]
-            found.append(judge_values(each, label, level, rows[each.resolved]))
+            within = _within_cells(each, label, level, rows)
+            found.append(within or judge_values(each, label, level, rows[each.resolved]))
     return found
 
 
@@ -142,6 +143,26 @@ def judge_values(
         )  # fmt: skip
     low, high = interval(data)
     return _judged(assertion, label, level, point, low, high, f"{len(data)} repeats")
+
+
+def _within_cells(
+    assertion: Assertion, label: str, level: str, rows: pd.DataFrame
+) -> Judgement | None:
+    """A column measured with its own interval inside each cell (recall_at_10 and the other
+    retrieval figures: `<col>_low`/`<col>_high` over the cell's queries) is judged on those,
+    the widest over the repeats, not on the spread of repeats: one repeat has an interval."""
+    name = assertion.resolved
+    low_name, high_name = f"{name}_low", f"{name}_high"
+    if low_name not in columns.BY_NAME or high_name not in columns.BY_NAME:
+        return None
+    lows = pd.to_numeric(rows[low_name], errors="coerce").dropna()
+    highs = pd.to_numeric(rows[high_name], errors="coerce").dropna()
+    values = pd.to_numeric(rows[name], errors="coerce").dropna()
+    if values.empty or lows.empty or highs.empty:
+        return None
+    point = float(np.median(values))
+    note = f"interval over the queries of {len(values)} cell(s)"
+    return _judged(assertion, label, level, point, float(lows.min()), float(highs.max()), note)
 
 
 def interval(values: Sequence[float]) -> tuple[float, float]:
@@ -182,6 +203,9 @@ def _capacity_row(assertion: Assertion, row: dict[str, object]) -> Judgement:
     if assertion.resolved == "qps_at_slo" and status == "none":
         # It fails even at the lowest rate probed: its capacity is about nothing.
         return _judged(assertion, label, level, 0.0, 0.0, 0.0, "fails even at the lowest rate")
+    if assertion.resolved == "qps_at_slo" and status == "below_quality_floor":
+        # Its answers fall below --quality-floor: no capacity is reported for it.
+        return _judged(assertion, label, level, 0.0, 0.0, 0.0, "below the quality floor")
     if math.isnan(value):
         return _judged(assertion, label, level, value, value, value, f"no value ({status})")
     if assertion.resolved == "qps_at_slo" and status != "found":

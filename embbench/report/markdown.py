@@ -13,7 +13,8 @@ from embbench.results import levels
 # Columns of words, aligned left; every other column holds numbers, aligned right.
 TEXT_HEADINGS = frozenset(
     ("label", "winner", "runner-up", "flags", "reason", "cell", "setting", "value", "variant",
-     "options", "status", "throughput", "latency", "verdict", "in charts", "check", "why")
+     "options", "status", "throughput", "latency", "verdict", "in charts", "check", "why",
+     "group", "dominant")
 )  # fmt: skip
 
 

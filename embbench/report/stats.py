@@ -50,14 +50,14 @@ Interval = tuple[float, float]
 
 def prepare(summary: pd.DataFrame) -> pd.DataFrame:
     """A copy with every summary column present, numbers numeric and the label filled."""
-    frame = summary.copy()
-    for column in SUMMARY_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = np.nan
+    # Columns a run predates are added at once: one by one, pandas warns of a fragmented frame.
+    missing = [column for column in SUMMARY_COLUMNS if column not in summary.columns]
+    frame = pd.concat([summary, pd.DataFrame(np.nan, summary.index, missing)], axis=1).copy()
     for column in NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for column in ERROR_COLUMNS:
         frame[column] = frame[column].fillna(0)
+    frame = frame.copy()  # one block per dtype again, after a hundred columns replaced
     # Runs before the open loop have no load_model: every cell was a closed loop.
     frame["load_model"] = frame["load_model"].where(frame["load_model"].notna(), levels.CLOSED)
     frame["level"] = [

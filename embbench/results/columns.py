@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from embbench.results.phases import SUMMARY as PHASE_SUMMARY
+
 # How a column aggregates over the ok repeats of one (label, concurrency):
 MEDIAN, MIN, SUM, FIRST, ANY, ANY_FALSE, NONE = (
     "median", "min", "sum", "first", "any", "any_false", "none"
@@ -82,6 +84,10 @@ COLUMNS: tuple[Column, ...] = (
     _c("label", str),
     _c("cell", str),
     _c("quantize", str, agg=FIRST),
+    # What the engine compiled, as the server's /info "engine" says (OpenVINO: f32 or bf16, as
+    # the compiled model reports it, not as asked); empty for engines that do not say.
+    _c("engine_precision", str, agg=FIRST),
+    _c("engine_threads", int, agg=FIRST),
     _c("max_seq_length", int),
     _c("protocol", str),
     _c("model", str),
@@ -95,6 +101,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("little_ratio"),
     _c("little_law_ok", bool, agg=ANY_FALSE, agg_name="little_law_off"),
     _c("cosine_threshold"),
+    _c("threshold_reason", str),  # why that threshold (a URL server: what its /info says)
     # Correctness under load (quality.py): `cosine_min` above is the lowest of the probe's and
     # of the answers checked in the window; `correct` is false when it is below the threshold
     # or any checked answer was mismatched (closer to another input's reference).
@@ -104,6 +111,15 @@ COLUMNS: tuple[Column, ...] = (
     _c("mismatched", int, agg=SUM),
     _c("cosine_p1", agg=MIN, heading="cosine p1", digits=4, show=(REPORT,)),
     _c("cosine_p50", agg=MEDIAN),
+    # Retrieval agreement through the server (run/retrieval.py), each with the 95 % bootstrap
+    # interval over the cell's queries (`_low`, `_high`; not over repeats: one cell has it).
+    *(_c(f"{name}{part}", agg=MEDIAN, heading=heading if not part else "", digits=3,
+         show=(REPORT,) if name == "recall_at_10" and not part else ())
+      for name, heading in (("recall_at_10", "recall@10"), ("ndcg_at_10", "nDCG@10"),
+                            ("spearman", "Spearman"), ("doc_recall_at_10", "doc recall@10"),
+                            ("doc_recall_at_10_ref", "doc recall@10 ref"))
+      for part in ("", "_low", "_high")),
+    _c("quality_queries", int, agg=FIRST),  # queries behind the retrieval figures
     _c("errors_connection", int),
     _c("errors_timeout", int),
     _c("errors_429", int),
@@ -132,6 +148,14 @@ COLUMNS: tuple[Column, ...] = (
        show=(REPORT,)),
     _c("quiet_s", unit="s"),  # waited for the machine to be quiet before the server started
     _c("quiet_cpu_pct", unit="%"),
+    # -- start-up (machine/startup.py), set against rss_mb_max / pss_mb_max of the window ----
+    _c("startup_s", unit="s", agg=MEDIAN),  # spawn to /health ready
+    _c("first_request_ms", unit="ms", agg=MEDIAN),  # the first embedding request after ready
+    _c("startup_rss_mb_peak", unit="MB", agg=MEDIAN),
+    _c("startup_pss_mb_peak", unit="MB", agg=MEDIAN),
+    # -- where the time went (results/phases.py): p50_*/p99_* means of the server's phases ----
+    *(_c(name, int if count else float, unit="" if count else "ms", agg=MEDIAN)
+      for name, count in PHASE_SUMMARY),
 )  # fmt: skip
 
 BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}

@@ -23,10 +23,12 @@ from embbench.errors import ResultsError
 from embbench.machine.children import pid_alive
 from embbench.machine.files import write_atomically
 from embbench.results.columns import SUMMARY_COLUMNS, check_names
+from embbench.results.phases import TIMING_COLUMNS
 from embbench.results.record import ABANDONED, RUNNING, RunRecord
 
-# `scheduled`: when the request was due (open loop); equal to `start` in a closed loop.
-REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes", "scheduled"]
+# `scheduled`: when the request was due (open loop); equal to `start` in a closed loop. Then the
+# server's phases, batch size and request id (results/phases.py; absent in logs before them).
+REQUEST_COLUMNS = ["start", "latency_ms", "status", "error", "bytes", "scheduled", *TIMING_COLUMNS]
 SAMPLE_COLUMNS = [
     "time",
     "phase",
@@ -38,10 +40,15 @@ SAMPLE_COLUMNS = [
     "processes",
     "loadgen_cpu_pct",
 ]
-# capacity.csv (`embbench capacity`): one row per variant.
+# capacity.csv (`embbench capacity`): one row per variant, or per variant and core count with
+# --cores (`cores` then says how many its server was pinned to; empty without).
 CAPACITY_COLUMNS = [
     "variant", "label", "slo_p99_ms", "max_error_rate", "status", "qps_at_slo", "p99_at_slo_ms",
-    "cpu_pct_at_slo", "pss_mb_at_slo", "cpu_ms_per_embedding", "probes", "reason",
+    "cpu_pct_at_slo", "pss_mb_at_slo", "cpu_ms_per_embedding", "probes", "reason", "cores",
+    # Retrieval agreement (run/retrieval.py): the variant's lowest recall@10 over its cells,
+    # that cell's interval and queries; with --quality-floor a variant below it has status
+    # below_quality_floor and no qps_at_slo.
+    "recall_at_10", "recall_at_10_low", "recall_at_10_high", "quality_queries", "quality_floor",
 ]  # fmt: skip
 
 # status values of a cell

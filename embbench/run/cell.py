@@ -21,15 +21,18 @@ from embbench.config.run import RunConfig
 from embbench.errors import EmbbenchError, LoadFailedError, ServerStartError
 from embbench.load import measure
 from embbench.load.locust import WORKER_WAIT_S, LoadProcess, LoadSpec, RequestLog
+from embbench.machine.affinity import pin_tree, split_cores
 from embbench.machine.host import cpu_count
 from embbench.machine.process import LaunchSpec, ServerProcess, free_port
 from embbench.machine.sampler import Sample, Sampler, wait_quiet
+from embbench.machine.startup import StartupWatch
 from embbench.results import folder as results
 from embbench.results.columns import Row
 from embbench.run import quality
+from embbench.run.agreement import CellAgreement
 from embbench.run.model_check import disagreement_causes
 from embbench.run.plan import Cell
-from embbench.run.probe import probe_server
+from embbench.run.probe import judged_as, probe_server, threshold_for
 from embbench.run.progress import ProgressListener
 from embbench.run.record import first_row, record_cell
 from embbench.variants import get_variant
@@ -62,6 +65,7 @@ class CellRunner:
         self.reference: quality.Vectors | None = None
         self.server_info: dict[str, Any] = {}  # the server's /info, once it answered
         self.verdict: quality.AnswerCheck | None = None
+        self.agreement: CellAgreement | None = None  # retrieval agreement (run/agreement.py)
         self.row = first_row(config, cell)
 
     def run(self) -> Row:
@@ -75,6 +79,10 @@ class CellRunner:
             self.reference = quality.references(
                 str(resolve_model(self.options.model)), self.payloads, self.options.max_seq_length
             )
+            if self.config.quality_corpus:
+                self.agreement = CellAgreement(
+                    self.config.quality_corpus, str(resolve_model(self.options.model))
+                )
             # The previous cell's server is stopped; let the machine settle before this one.
             self.row["quiet_s"], self.row["quiet_cpu_pct"] = wait_quiet()
             url, protocol, server = self._start_server()
@@ -83,6 +91,13 @@ class CellRunner:
             sampler = Sampler(self._sample_root(server))
             sampler.start()
             load = self._start_load(url, protocol)
+            self._pin(load.pid, server=False)
+            if self.agreement is not None:
+                self.agreement.start(
+                    url, protocol, model=self.row["model"], info=self.server_info,
+                    duration_s=self.config.duration,
+                    opens=lambda: self.window[0] if self.window is not None else None,
+                )  # fmt: skip
             sampler.watch_loadgen(load.pid or 0)
             self._watch(load, server)
             self.row.setdefault("status", results.OK)
@@ -97,6 +112,8 @@ class CellRunner:
                 load.stop()
             if sampler is not None:
                 samples = sampler.stop()
+            if self.agreement is not None:
+                self.agreement.finish(wait=self.row["status"] != results.INTERRUPTED)
             if server is not None:
                 server.stop()
         recorded = record_cell(
@@ -106,6 +123,8 @@ class CellRunner:
         )  # fmt: skip
         self.request_rows = recorded.rows  # kept for callers that judge the cell (capacity)
         self.verdict = recorded.verdict
+        if self.agreement is not None:
+            self.row.update(self.agreement.columns(self.window, self.progress.warn))
         return self.row
 
     # -- steps -------------------------------------------------------------------------------
@@ -130,16 +149,42 @@ class CellRunner:
             protocol=spec.protocol,
             url=f"http://{self.options.host}:{port}",
             compute_threads=workers * threads * overlap if threads else None,
-            oversubscribed=bool(threads and workers * threads * overlap > cpu_count()),
+            oversubscribed=bool(
+                threads and workers * threads * overlap > (self.config.pin_cores or cpu_count())
+            ),
         )
         server = ServerProcess(spec, self.folder.server_log(self.cell.name))
+        watch = StartupWatch()
         try:
+            watch.start()
             server.start()
+            self._pin(server.pid, server=True)
+            watch.point(spec.sample_pid or (lambda: server.pid))
             server.wait_ready(self.row["url"], self.config.startup_timeout)
+            self._pin(server.pid, server=True)  # what it created while starting, to be sure
+            cost = watch.ready()
+            self.row.update(
+                startup_s=cost.seconds,
+                startup_rss_mb_peak=cost.rss_mb_peak or None,
+                startup_pss_mb_peak=cost.pss_mb_peak or None,
+            )
         except BaseException:
+            watch.stop()
             server.stop()
             raise
         return self.row["url"], spec.protocol, server
+
+    def _pin(self, pid: int | None, *, server: bool) -> None:
+        """`capacity --cores N`: the server's tree on N cores, the load generator on the
+        others where there are any (machine/affinity.py); nothing without --cores."""
+        if self.config.pin_cores is None or pid is None:
+            return
+        mine, rest = split_cores(self.config.pin_cores)
+        if server:
+            self.row["cores"] = self.config.pin_cores
+            pin_tree(pid, mine)
+        elif rest:
+            pin_tree(pid, rest)
 
     def _sample_root(self, server: ServerProcess | None) -> int | None:
         if server is None:
@@ -156,21 +201,47 @@ class CellRunner:
         try:
             reply = httpx.get(url + "/info", timeout=5.0)
         except httpx.HTTPError:
+            self._judge_by_info()  # no /info: fp32 unless the run says int8
             return
         if reply.status_code == 200:
             self.folder.info(self.cell.name).write_text(reply.text)
             with contextlib.suppress(ValueError):
                 info = reply.json()
                 self.server_info = info if isinstance(info, dict) else {}
+            engine = self.server_info.get("engine")
+            if isinstance(engine, dict):  # servers/backends: OpenVINO's compiled precision
+                self.row.update(
+                    engine_precision=engine.get("inference_precision"),
+                    engine_threads=engine.get("engine_threads"),
+                )
+        self._judge_by_info()
+
+    def _judge_by_info(self) -> None:
+        """The threshold a cell is held to, and why: a server this cell launched is judged by
+        its options; one driven by URL by what it says of itself (probe.judged_as)."""
+        if self.config.url is None:
+            self.row["threshold_reason"] = f"launched with --quantize {self.options.quantize}"
+            return
+        quantize, why = judged_as(self.server_info, self.options.quantize)
+        said = self.server_info.get("backend")
+        backend = said if isinstance(said, str) and said else self.options.backend
+        self.row.update(
+            quantize=quantize, backend=backend, threshold_reason=why,
+            cosine_threshold=threshold_for(quantize, backend),
+        )  # fmt: skip
 
     def _probe(self, url: str, protocol: str) -> None:
         """The run's own inputs across their lengths, one at a time, before the load."""
         assert self.reference is not None
         picked = quality.probe_indices(self.payloads)
         sentences = [self.payloads[i] for i in picked]
+        latencies: list[float] = []
         cosine = probe_server(
-            url, protocol, self.reference[picked], sentences, model=self.row["model"]
-        )
+            url, protocol, self.reference[picked], sentences, model=self.row["model"],
+            latencies_ms=latencies,
+        )  # fmt: skip
+        if latencies and self.row["startup_s"] is not None:  # a server this cell launched
+            self.row["first_request_ms"] = latencies[0]
         self.row.update(probe_cosine_min=cosine, cosine_min=cosine)
         self.row["correct"] = cosine >= self.row["cosine_threshold"]
         if not self.row["correct"]:
@@ -229,6 +300,7 @@ class CellRunner:
                 found = loop.live_window(rows, warmup, duration, time.monotonic() - started, now)
                 if found is not None:
                     self.window, steady = found
+                    self._pin(load.pid, server=False)  # Locust's --processes, started since
                     if steady is not None:
                         self.row["steady_state"] = steady
             if self.window is not None and loop.over(self.window, now):

@@ -16,7 +16,9 @@ from embbench.run.quality import served_length, unit_rows
 
 # `embbench model`: the same computation, so fp32 must agree to rounding (int8: probe.py's).
 MODEL_CHECK_THRESHOLD = 0.9999
-CHECK_BACKENDS = ("torch", "onnx", "int8")  # int8: onnx with dynamic int8 quantisation
+CHECK_BACKENDS = ("torch", "onnx", "int8", "openvino", "openvino-int8")
+# A name above -> (backend, quantize): int8 is onnx's dynamic int8, openvino-int8 NNCF's static.
+_CHECK_AS = {"int8": ("onnx", "int8"), "openvino-int8": ("openvino", "int8")}
 _CHECK_WORDS = ("servers", "answer", "queries", "about", "vectors", "while", "the", "batcher",
                 "waits", "for", "tokens", "from", "long", "documents")  # fmt: skip
 
@@ -67,8 +69,8 @@ def check_model(
     ).astype(np.float64)
     found = []
     for name in backends:
-        quantize = "int8" if name == "int8" else "none"
-        options = ServerOptions(backend="onnx" if name == "int8" else name, quantize=quantize)
+        backend, quantize = _CHECK_AS.get(name, (name, "none"))
+        options = ServerOptions(backend=backend, quantize=quantize)
         encoder = Encoder(EncoderSettings(model_path=spec.path, options=options, threads=threads))
         together = encoder.encode(texts).astype(np.float64)
         alone = np.stack([encoder.encode([text])[0] for text in texts]).astype(np.float64)
@@ -77,7 +79,9 @@ def check_model(
         norm_error = float(
             np.max(np.abs(np.linalg.norm(together, axis=1) - lengths) / np.maximum(lengths, 1e-12))
         )
-        threshold = threshold_for(quantize) if quantize == "int8" else MODEL_CHECK_THRESHOLD
+        threshold = (
+            threshold_for(quantize, backend) if quantize == "int8" else MODEL_CHECK_THRESHOLD
+        )
         cosines = {label: float(c) for label, c in zip(inputs, worst, strict=True)}
         found.append(BackendCheck(name, cosines, threshold, norm_error))
     return found

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from embbench.config.model import BUNDLED_MODEL
 from embbench.config.run import RunConfig
-from embbench.load import answers, measure
-from embbench.load.locust import read_requests
+from embbench.load import answers, measure, phases
+from embbench.load.locust import read_logged
 from embbench.load.loops.base import Window
 from embbench.load.measure import RequestRow
 from embbench.machine.host import cpu_count
 from embbench.machine.sampler import Sample
 from embbench.results import folder as results
+from embbench.results import levels
 from embbench.results.columns import Row
 from embbench.run import quality
 from embbench.run.plan import Cell
@@ -57,7 +58,7 @@ def first_row(config: RunConfig, cell: Cell) -> Row:
             "model": opts.model or BUNDLED_MODEL,
             "cores": cpu_count(),
             "load_processes": config.load_processes,
-            "cosine_threshold": threshold_for(opts.quantize),
+            "cosine_threshold": threshold_for(opts.quantize, opts.backend),
             "requests": 0,
             "failures": 0,
             "started_at": time.time(),
@@ -79,7 +80,8 @@ def record_cell(
     """Fill `row` from the cell's files and write its per-cell files. `live_window` is the
     window the runner fixed while Locust ran, if it did; `reference` the inputs' embeddings."""
     raw = folder.raw(cell.name)
-    rows = sorted(read_requests(raw)) if raw.exists() else []
+    logged = sorted(read_logged(raw)) if raw.exists() else []
+    rows = [r for r, _ in logged]
     loop = cell.loop
     start, end = loop.window(rows, live_window, config.warmup, config.duration)
     duration = config.duration
@@ -91,6 +93,7 @@ def record_cell(
         row["fill_s"] = start - rows[0][0]
     if rows:
         row.update(loop.summarize(rows, start, duration))
+        row.update(_where_time_went(row, logged, start, start + duration))
     if row.get("status") == results.OK and not row.get("requests"):
         # A window with no request in it measured nothing: never an ok cell.
         row["status"] = results.FAILED
@@ -109,7 +112,9 @@ def record_cell(
     if saturated:
         warn(f"{cell.name}: {saturated}")
     if rows:
-        results.write_rows(folder.requests(cell.name), results.REQUEST_COLUMNS, rows)
+        results.write_rows(
+            folder.requests(cell.name), results.REQUEST_COLUMNS, (r + t for r, t in logged)
+        )
     if samples:
         results.write_rows(
             folder.samples(cell.name),
@@ -153,6 +158,21 @@ def _check(
         row["status"] = results.BAD_EMBEDDINGS
         row["failure_reason"] = reason
     return verdict
+
+
+def _where_time_went(
+    row: Row, logged: list[tuple[RequestRow, tuple[str, ...]]], start: float, end: float
+) -> dict[str, object]:
+    """The p50_*/p99_* columns: the server's phases of the ok requests the loop measured (a
+    closed loop's completed in the window, an open loop's due in it), by client latency (an
+    open loop's from the scheduled send, as its latency_* columns)."""
+    timing = {id(r): t for r, t in logged}  # the loop's selections keep the row objects
+    opened = row.get("load_model") == levels.OPEN
+    pick = measure.scheduled_in if opened else measure.in_window
+    ok = [r for r in pick([r for r, _ in logged], start, end) if r[2] == 200 and not r[3]]
+    latency = [measure.open_latency_ms(r) if opened else r[1] for r in ok]
+    values, batch = phases.columns_of([timing[id(r)] for r in ok])
+    return phases.breakdown(latency, values, batch)
 
 
 def _sample_rows(samples: list[Sample], start: float, end: float) -> Iterator[tuple[object, ...]]:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any
 
 import orjson
@@ -32,7 +33,8 @@ from embbench import __version__
 from embbench.config.model import ModelSpec
 from embbench.config.wire import ServerConfig
 from embbench.machine.host import cpu_count
-from embbench.servers import admission
+from embbench.servers import admission, timing
+from embbench.servers.backends import backend_facts
 from embbench.servers.encoder import (
     Embeddings,
     Encoder,
@@ -80,6 +82,18 @@ class ApiError(Exception):
 def json_body(payload: Any) -> bytes:
     # orjson writes numpy arrays directly: no list-of-float detour, the costly part of a reply.
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def reply_body(payload: Any, phases: timing.Phases | None = None) -> bytes:
+    """json_body of an answer, its time counted as the request's `serialize` (timing.py): of
+    `phases` where given (Ray Serve's handlers carry their own), else the request's current."""
+    phases = phases or timing.current.get()
+    if phases is None:
+        return json_body(payload)
+    begun = perf_counter_ns()
+    body = json_body(payload)
+    phases.serialize += perf_counter_ns() - begun
+    return body
 
 
 def error_body(error_type: str, message: str) -> bytes:
@@ -234,6 +248,7 @@ class Api:
                 raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
         try:
             admission.charge(inputs=len(texts))
+            begun = perf_counter_ns()
             if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
                 ids = encoder.tokenize_batch(texts, truncate, side, inline=True, prompted=prompted)
             else:
@@ -244,6 +259,9 @@ class Api:
                     truncate,
                     side,
                 )
+            phases = timing.current.get()
+            if phases is not None:
+                phases.tokenize += perf_counter_ns() - begun
             admission.charge(tokens=sum(len(each) for each in ids))
         except InputTooLongError as exc:
             raise ApiError(413, "input_too_long", str(exc)) from exc
@@ -387,6 +405,9 @@ class Api:
             "max_input_tokens": current.encoder.max_positions if current else None,
             # The model as embbench read it (config/model.py ModelSpec).
             **(model_facts(current.encoder.spec) if current else {}),
+            # What the engine compiled (OpenVINO's inference precision and threads), {} if
+            # the options say it all.
+            "engine": backend_facts(current.encoder.backend) if current else {},
             "model": config.model_name or config.model_path,
             "strategy": config.strategy,
             # How streams, threads and batch limits were chosen (autotune.py); None: not tuned.

@@ -19,6 +19,7 @@ from embbench.servers.api import (
     json_body,
     log,
     parse_json,
+    reply_body,
 )
 
 
@@ -62,25 +63,25 @@ def create_fastapi_app(api: Api) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        return _response(json_body(await api.predict(await read_json(request, limit))))
+        return _response(reply_body(await api.predict(await read_json(request, limit))))
 
     # "/" too: TEI's route that its clients call (huggingface_hub's feature_extraction).
     @app.post("/embed")
     @app.post("/")
     async def embed(request: Request) -> Response:
-        return _response(json_body(await api.embed(await read_json(request, limit))))
+        return _response(reply_body(await api.embed(await read_json(request, limit))))
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> Response:
-        return _response(json_body(await api.tokenize(await read_json(request, limit))))
+        return _response(reply_body(await api.tokenize(await read_json(request, limit))))
 
     @app.post("/decode")
     async def decode(request: Request) -> Response:
-        return _response(json_body(await api.decode(await read_json(request, limit))))
+        return _response(reply_body(await api.decode(await read_json(request, limit))))
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(request: Request) -> Response:
-        return _response(json_body(await api.openai(await read_json(request, limit))))
+        return _response(reply_body(await api.openai(await read_json(request, limit))))
 
     @app.post("/reload")
     async def reload() -> Response:

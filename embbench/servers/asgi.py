@@ -20,6 +20,7 @@ from embbench.servers.api import (
     json_body,
     log,
     parse_json,
+    reply_body,
 )
 
 Scope = MutableMapping[str, Any]
@@ -61,7 +62,7 @@ class AsgiApp:
                 if path == "/reload":
                     return 200, json_body(await self.api.reload())
                 payload = parse_json(await self._body(scope, receive))
-                return 200, json_body(await self.posts[path](payload))
+                return 200, reply_body(await self.posts[path](payload))
             if path in ("/health", "/info"):
                 if method != "GET":
                     raise ApiError(405, "http", "Method Not Allowed")

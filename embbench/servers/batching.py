@@ -38,11 +38,13 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Protocol
 
 import numpy as np
 
 from embbench.servers.encoder import Embeddings, TokenIds
+from embbench.servers.timing import Phases
 
 log = logging.getLogger("embbench.server")
 
@@ -61,6 +63,14 @@ class Request:
     future: Waiter = field(default_factory=Future)
     vectors: Embeddings | None = None
     remaining: int = -1
+    # Its timing (perf_counter_ns; timing.py): queued, its batches' forward passes (stamped with
+    # the start of the last one, so that two groups of one batch count apart), the end of the
+    # batch that finished it, and the largest batch it rode in.
+    submitted: int = 0
+    forward: int = 0
+    last_batch: int = 0
+    finished: int = 0
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         self.remaining = self.rows
@@ -259,10 +269,16 @@ class BatchQueue:
     ) -> Waiter:
         """Queue a request's inputs; its vectors arrive in `future` (a new concurrent one by
         default)."""
+        return self._submit(inputs, normalize, future).future
+
+    def _submit(
+        self, inputs: list[TokenIds], normalize: bool | None, future: Waiter | None
+    ) -> Request:
         if future is None:
             future = Future()
             future.add_done_callback(self._mark_if_cancelled)
         request = Request(len(inputs), normalize, future)
+        request.submitted = perf_counter_ns()
         with self._ready:
             if self._closed:
                 raise RuntimeError("batch queue is closed")
@@ -274,18 +290,31 @@ class BatchQueue:
                 else:
                     bisect.insort(queue, entry, key=lambda e: e.order)
             self._ready.notify()
-        return request.future
+        return request
 
-    async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
+    async def embed(
+        self, inputs: list[TokenIds], normalize: bool | None = None, phases: Phases | None = None
+    ) -> Embeddings:
+        """The request's vectors; `phases` (timing.py), if given, gets its queue wait, its
+        forward passes and its batch size."""
         # Cancelling this coroutine (the client went away) cancels the future, so the entries
         # not yet taken are dropped instead of computed.
         future: asyncio.Future[Embeddings] = asyncio.get_running_loop().create_future()
-        self.submit(inputs, normalize, future)
+        request = self._submit(inputs, normalize, future)
         try:
-            return await future
+            vectors = await future
         except asyncio.CancelledError:
             self._maybe_abandoned = True
             raise
+        if phases is not None:
+            # Queued until its last batch ended, less its own forward passes (two streams may
+            # run two of its batches at once: never more than the time it spent here).
+            spent = request.finished - request.submitted
+            forward = min(request.forward, spent)
+            phases.forward += forward
+            phases.wait += spent - forward
+            phases.batch_size = max(phases.batch_size, request.batch_size)
+        return vectors
 
     def _mark_if_cancelled(self, future: Future[Embeddings]) -> None:
         if future.cancelled():
@@ -355,7 +384,9 @@ class BatchQueue:
     def _run_group(self, embed: Embed, batch: list[Entry], normalize: bool | None) -> None:
         flat = [entry.ids for entry in batch]
         try:
+            begun = perf_counter_ns()
             vectors = embed(flat) if normalize is None else embed(flat, normalize)
+            ended = perf_counter_ns()
             if len(vectors) != len(flat):
                 raise RuntimeError(f"{len(vectors)} vectors came back for {len(flat)} inputs")
         except Exception as exc:  # hand the failure to every waiter; the worker lives on
@@ -363,13 +394,20 @@ class BatchQueue:
             deliver([(request, exc) for request in {entry.request: None for entry in batch}])
             return
         finished: list[tuple[Request, Outcome]] = []
+        took, size = ended - begun, len(flat)
         with self._ready:
-            self.rows += len(flat)
+            self.rows += size
             for position, entry in enumerate(batch):
                 request = entry.request
                 if request.rows == 1:  # most requests: their row of the batch is the answer
+                    request.forward, request.batch_size, request.finished = took, size, ended
                     finished.append((request, vectors[position : position + 1]))
                     continue
+                if request.last_batch != begun:  # its first row in this forward pass
+                    request.last_batch = begun
+                    request.forward += took
+                    request.batch_size = max(request.batch_size, size)
+                    request.finished = ended
                 vector = vectors[position]
                 rows = request.vectors
                 if rows is None:

@@ -107,6 +107,7 @@ def _measure_layout(
     budgets: Sequence[int],
 ) -> dict[str, Any]:
     from embbench.config.options import ServerOptions
+    from embbench.servers.backends import backend_facts
     from embbench.servers.encoder import Encoder, EncoderSettings
 
     options = ServerOptions(backend=backend, quantize=quantize)
@@ -147,6 +148,8 @@ def _measure_layout(
     return {
         "threads": threads,
         "streams": streams,
+        # What the engine compiled, as it says (OpenVINO: precision and threads); {} if nothing.
+        "engine": backend_facts(first.backend),
         "batch1_ms": statistics.median(single),
         "batch1_ms_p90": statistics.quantiles(single, n=10)[-1],
         "sentences_per_s": by_batch[best],

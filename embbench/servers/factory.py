@@ -10,6 +10,7 @@ from embbench.config.wire import ServerConfig
 from embbench.servers.api import Api
 from embbench.servers.encoder import Encoder, EncoderSettings
 from embbench.servers.guard import RequestGuard
+from embbench.servers.strategies import QUEUED_STRATEGIES
 
 
 def create_app(config: ServerConfig, encoder: Encoder | None = None) -> Any:
@@ -23,7 +24,13 @@ def create_app(config: ServerConfig, encoder: Encoder | None = None) -> Any:
         from embbench.servers.app import create_fastapi_app
 
         app = create_fastapi_app(api)
-    return RequestGuard(app, api.admission)
+    return RequestGuard(
+        app,
+        api.admission,
+        server_timing=config.options.server_timing,
+        # What a request waits for before its forward pass: the batch queue, or the lock.
+        wait_phase="queue" if config.strategy in QUEUED_STRATEGIES else "lock",
+    )
 
 
 def app_from_env() -> Any:

@@ -13,6 +13,10 @@
   receive() for the disconnect instead (a task per request is CPU the hook saves).
 - A client that disconnects mid-body: the request ends here with one short log line, where
   FastAPI used to log two tracebacks (its exception handler, then uvicorn).
+- Timing (timing.py): with `server_timing` on, the guard opens each request's `Phases` (its
+  arrival, the admission), hands it to the layers below through `timing.current`, and puts
+  `Server-Timing`, `X-Batch-Size` and `X-Request-Id` on the response as it starts, 429s and
+  errors included.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter_ns
 from typing import Any
 
 import orjson
 
+from embbench.servers import timing
 from embbench.servers.admission import RETRY_AFTER_S, Admission, Overloaded
+from embbench.servers.timing import Phases
 
 log = logging.getLogger("embbench.server")
 
@@ -82,22 +89,67 @@ class _Exchange:
             await self._gone_event.wait()
 
 
+def request_id(scope: Scope) -> bytes:
+    """The client's X-Request-Id, or one of ours."""
+    for name, value in scope["headers"]:
+        if name == timing.REQUEST_ID:
+            return bytes(value)
+    return timing.next_request_id().encode()
+
+
+def with_timing(message: Message, phases: Phases, scope: Scope) -> Message:
+    """An http.response.start message with the timing headers added (total: until now)."""
+    headers = [*message.get("headers", []), *phases.headers(request_id(scope))]
+    return {**message, "headers": headers}
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+    """`server_timing`: put the timing headers on every answer; `wait_phase`: what the strategy's
+    wait is called (the lock's, or the batch queue's)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        admission: Admission,
+        *,
+        server_timing: bool = False,
+        wait_phase: str = "lock",
+    ) -> None:
         self.app = app
         self.admission = admission
+        self.server_timing = server_timing
+        self.wait_phase = wait_phase
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] in UNGUARDED_POSTS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        phases = None
+        if self.server_timing:
+            phases = Phases(self.wait_phase)
+            token = timing.current.set(phases)
         try:
-            with self.admission.admit():
-                await self._guarded(scope, receive, send)
-        except Overloaded as exc:
-            await _send_429(send, str(exc))
+            if scope["method"] != "POST" or scope["path"] in UNGUARDED_POSTS:
+                if phases is not None:
+                    send = _timed_send(send, phases, scope)
+                await self.app(scope, receive, send)
+                return
+            try:
+                with self.admission.admit():
+                    if phases is not None:
+                        phases.admission = perf_counter_ns() - phases.arrived
+                    await self._guarded(scope, receive, send, phases)
+            except Overloaded as exc:
+                if phases is not None:
+                    phases.admission = perf_counter_ns() - phases.arrived
+                await _send_429(send, str(exc), phases, scope)
+        finally:
+            if phases is not None:
+                timing.current.reset(token)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, phases: Phases | None
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         exchange = _Exchange(task)
@@ -134,6 +186,8 @@ class RequestGuard:
                 if message["status"] == 429:
                     retry = (b"retry-after", str(RETRY_AFTER_S).encode())
                     message = {**message, "headers": [*message.get("headers", []), retry]}
+                if phases is not None:
+                    message = with_timing(message, phases, scope)
             await send(message)
 
         try:
@@ -162,12 +216,28 @@ class RequestGuard:
             exchange.client_gone()
 
 
-async def _send_429(send: Send, message: str) -> None:
+def _timed_send(send: Send, phases: Phases, scope: Scope) -> Send:
+    async def timed_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = with_timing(message, phases, scope)
+        await send(message)
+
+    return timed_send
+
+
+async def _send_429(send: Send, message: str, phases: Phases | None, scope: Scope) -> None:
     body = _error("overloaded", message)
-    headers = [
+    headers = overloaded_headers(body)
+    start: Message = {"type": "http.response.start", "status": 429, "headers": headers}
+    if phases is not None:
+        start = with_timing(start, phases, scope)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+def overloaded_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(RETRY_AFTER_S).encode()),
     ]
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -15,8 +15,12 @@ large_client_header_buffers do, this class adds:
   (the app sees the client go, guard.py drops the request).
 - MAX_HEADER_BYTES: request line and headers together; beyond it, 431 and close.
 - A connection cap per process, CONNECTIONS_PER_REQUEST x max_concurrent_requests (2048 by
-  default): a connection beyond it is answered 503 and closed at once. Admission (429) bounds
-  the work; this bounds the sockets and buffers of clients that hold connections open.
+  default): a connection beyond it gets its request read and answered 429 with Retry-After
+  (`connection: close`), then is closed; it never reaches the app. Admission (429) bounds the
+  work; this bounds the sockets and buffers of clients that hold connections open. It used to
+  answer 503 and close at once, before the request was in: the request's bytes then met a
+  closed socket, the kernel reset the connection, and the client lost the answer with it (300
+  requests at once against a cap of 32: 172 connections dropped with no HTTP answer at all).
 
 Every server of ours runs it: `python -m embbench.servers` (shared-*, batched) passes the class
 to uvicorn.run, per-worker names it with `--http embbench.servers.protocol:GuardedHttpToolsProtocol`
@@ -39,7 +43,8 @@ from uvicorn.server import ServerState
 
 from embbench.config.options import ServerOptions
 from embbench.config.wire import ServerConfig
-from embbench.servers.guard import DISCONNECT_HOOK, HOOK_SUPPORTED
+from embbench.servers.guard import DISCONNECT_HOOK, HOOK_SUPPORTED, overloaded_headers
+from embbench.servers.timing import Phases, next_request_id
 
 log = logging.getLogger("embbench.server")
 
@@ -52,11 +57,33 @@ MIN_CONNECTIONS = 64
 
 
 @functools.cache
-def max_connections() -> int:
-    """The connection cap of this process, from the server's options (in its environment)."""
+def _options() -> ServerOptions:
+    """The server's options, from its environment."""
     text = os.environ.get("EMBBENCH_SERVER_CONFIG")
-    options = ServerConfig.from_json(text).options if text else ServerOptions()
-    return max(MIN_CONNECTIONS, CONNECTIONS_PER_REQUEST * options.max_concurrent_requests)
+    return ServerConfig.from_json(text).options if text else ServerOptions()
+
+
+def max_connections() -> int:
+    """The connection cap of this process."""
+    return max(MIN_CONNECTIONS, CONNECTIONS_PER_REQUEST * _options().max_concurrent_requests)
+
+
+async def refuse_over_cap(scope: Any, receive: Any, send: Any) -> None:
+    """The app of a connection beyond the cap: read its request to the end (a socket closed
+    with unread bytes is reset, and the answer lost with it), then answer 429 and close."""
+    if scope["type"] != "http":
+        return
+    phases = Phases("lock") if _options().server_timing else None
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    body = orjson.dumps({"error": "too many connections; retry later", "error_type": "overloaded"})
+    headers = [*overloaded_headers(body), (b"connection", b"close")]
+    if phases is not None:
+        headers += phases.headers(next_request_id().encode())
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _raw_response(status: int, error_type: str, message: str) -> bytes:
@@ -169,8 +196,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(cast(asyncio.Transport, self._writes))
         if len(self.connections) > max_connections():
             log.warning("connection refused: %d connections open", len(self.connections) - 1)
-            self._refuse(503, "overloaded", "too many connections; retry later")
-            return
+            self.app = refuse_over_cap  # its request is answered 429, the app never sees it
         self._arm(IDLE_TIMEOUT_S, "idle")
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,13 @@ from embbench.servers.api import (
     error_body,
     json_body,
     parse_json,
+    reply_body,
     text_field,
     text_list,
     warm,
 )
 from embbench.servers.encoder import Embeddings, InputTooLongError, TokenIds
+from embbench.servers.timing import Phases, next_request_id
 
 VARIANT = "ray-serve"
 APP_NAME = "embbench"
@@ -143,8 +146,19 @@ def _app_running() -> bool:
     return state is not None and state.status == "RUNNING"  # a str Enum
 
 
-def _reply(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
+def _reply(body: bytes, status: int = 200, phases: Phases | None = None,
+           request: Request | None = None) -> Response:  # fmt: skip
+    if phases is None or request is None:
+        return Response(body, status_code=status, media_type="application/json")
+    asked = request.headers.get("x-request-id")
+    rid = asked.encode("latin-1") if asked else next_request_id().encode()
+    headers = {name.decode(): value.decode("latin-1") for name, value in phases.headers(rid)}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+# One batch's rows as `forward` hands them back: the vector, the row's time in the queue, the
+# batch's forward pass (ns) and its size.
+Row = tuple[Any, int, int, int]
 
 
 class Embedder:
@@ -167,10 +181,20 @@ class Embedder:
             Encoder(EncoderSettings(model_path=path, options=options, threads=settings.threads))
         )
 
-        async def forward(batch: list[TokenIds]) -> list[Any]:
+        def timed_embed(batch: list[TokenIds]) -> tuple[Embeddings, int]:
+            begun = perf_counter_ns()
+            vectors = encoder.embed(batch)
+            return vectors, perf_counter_ns() - begun
+
+        async def forward(batch: list[tuple[TokenIds, int]]) -> list[Row]:
             # In a thread: the event loop goes on taking requests (and filling the next batch)
-            # while this one runs; Serve runs one batch at a time per replica.
-            return list(await asyncio.to_thread(encoder.embed, batch))
+            # while this one runs; Serve runs one batch at a time per replica. Each item is
+            # (ids, when it was queued), for the `queue` phase of Server-Timing.
+            formed = perf_counter_ns()
+            vectors, took = await asyncio.to_thread(timed_embed, [ids for ids, _ in batch])
+            size = len(batch)
+            pairs = zip(vectors, batch, strict=True)
+            return [(v, formed - queued, took, size) for v, (_, queued) in pairs]
 
         # Applied here rather than as a decorator, so that the batch size is this deployment's
         # option and this module needs no Ray to be imported.
@@ -188,19 +212,28 @@ class Embedder:
         check_read_length(len(body), limit)
         return parse_json(body)
 
-    async def embed_texts(self, texts: list[str]) -> Embeddings:
+    async def embed_texts(self, texts: list[str], phases: Phases | None = None) -> Embeddings:
         limit = self.options.max_input_chars
         for text in texts:
             if not text.strip():
                 raise ApiError(422, "validation", "input text is empty")
             if len(text) > limit:
                 raise ApiError(413, "input_too_long", f"input of {len(text)} characters > {limit}")
+        begun = perf_counter_ns()
         try:
             ids = self.encoder.tokenize_batch(texts)
         except InputTooLongError as exc:
             raise ApiError(413, "input_too_long", str(exc)) from exc
+        queued = perf_counter_ns()
         # One queue item per input: the inputs of one request may land in different batches.
-        return np.stack(await asyncio.gather(*(self.forward(each) for each in ids)))
+        rows: list[Row] = await asyncio.gather(*(self.forward((each, queued)) for each in ids))
+        if phases is not None:
+            # Its inputs waited and ran side by side: the longest of each is the request's.
+            phases.tokenize = queued - begun
+            phases.wait = max(row[1] for row in rows)
+            phases.forward = max(row[2] for row in rows)
+            phases.batch_size = max(row[3] for row in rows)
+        return np.stack([row[0] for row in rows])
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -253,17 +286,25 @@ def create_app(replica: Embedder) -> FastAPI:
         # What went wrong is in the replica's log; a client learns no names or paths of ours.
         return _reply(error_body("internal", "internal error; see the server log"), 500)
 
+    # Server-Timing here: tokenize, queue (Serve's batch queue in the replica), forward,
+    # serialize, total (the proxy's hop to the replica is outside it; no admission here).
+    timed = replica.options.server_timing
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        phases = Phases("queue", admitted=False) if timed else None
         text = text_field(await replica.read_json(request), "text")
-        return _reply(json_body({"embeddings": await replica.embed_texts([text])}))
+        vectors = await replica.embed_texts([text], phases)
+        return _reply(reply_body({"embeddings": vectors}, phases), 200, phases, request)
 
     # "/" too: TEI's route that its clients call.
     @app.post("/embed")
     @app.post("/")
     async def embed(request: Request) -> Response:
+        phases = Phases("queue", admitted=False) if timed else None
         texts = text_list(await replica.read_json(request), "inputs")
-        return _reply(json_body(await replica.embed_texts(texts)))
+        vectors = await replica.embed_texts(texts, phases)
+        return _reply(reply_body(vectors, phases), 200, phases, request)
 
     @app.get("/health")
     async def health() -> Response:

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter_ns
 from typing import Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ from embbench.config.wire import ServerConfig
 from embbench.servers.batching import BatchQueue, split_batch
 from embbench.servers.encoder import Embeddings, Encoder, TokenIds
 from embbench.servers.locks import RWLock
+from embbench.servers.timing import Phases, current
 
 
 class Strategy(Protocol):
@@ -88,13 +90,25 @@ class _PoolStrategy:
         loop = asyncio.get_running_loop()
         parts: list[Embeddings] = []
         started = 0  # rows handed to a pool thread (counted there)
+        phases: Phases | None = current.get()  # timing.py; None: not timed
+        handed = 0  # when the slice under way was handed to the pool
 
         def compute(encoder: Encoder, batch: Sequence[TokenIds]) -> Embeddings:
             nonlocal started
             started += len(batch)
             with self._counts:
                 self.rows += len(batch)
-            return encoder.embed(batch, normalize)
+            if phases is None:
+                return encoder.embed(batch, normalize)
+            # Timed on the pool's thread. Waiting for a free thread of the pool counts as waiting
+            # for the lock: with the rwlock it is the wait that there is (its read side only
+            # waits for a reload). The hop back is the framework's share.
+            begun = perf_counter_ns()
+            phases.wait += begun - handed
+            vectors = encoder.embed(batch, normalize)
+            phases.forward += perf_counter_ns() - begun
+            phases.batch_size = max(phases.batch_size, len(batch))
+            return vectors
 
         slices = split_batch(
             inputs,
@@ -104,10 +118,14 @@ class _PoolStrategy:
         )
         try:
             for part in slices:
+                asked = perf_counter_ns()
                 async with self._guard():
+                    if phases is not None:
+                        phases.wait += perf_counter_ns() - asked
                     self._inflight += 1
                     self._peak = max(self._peak, self._inflight)
                     try:
+                        handed = perf_counter_ns()
                         # The encoder of this slice's turn: a reload may swap it between two.
                         parts.append(
                             await loop.run_in_executor(
@@ -243,7 +261,7 @@ class BatchedStrategy:
         return list(self._encoders)
 
     async def embed(self, inputs: list[TokenIds], normalize: bool | None = None) -> Embeddings:
-        return await self.queue.embed(inputs, normalize)
+        return await self.queue.embed(inputs, normalize, current.get())
 
     async def reload(self, load: Callable[[], Encoder]) -> None:
         raise NotImplementedError("the batched variant does not reload its model")
@@ -289,9 +307,16 @@ class _SwappingEncoder:
 
 
 def _swapped(config: ServerConfig, encoder: Encoder) -> Strategy:
+    return _rewrapped(config, encoder, _SwappingEncoder)
+
+
+def _rewrapped(
+    config: ServerConfig, encoder: Encoder, wrap: Callable[[Encoder], _SwappingEncoder]
+) -> Strategy:
+    """The batched strategy with every stream's encoder wrapped (a test strategy's fault)."""
     strategy = BatchedStrategy.from_config(config, encoder)
     strategy.close()
-    streams = [_SwappingEncoder(e) for e in strategy.encoders()]
+    streams = [wrap(e) for e in strategy.encoders()]
     strategy.queue = BatchQueue(
         [s.embed for s in streams],
         max_batch_size=config.options.max_batch_size,
@@ -302,9 +327,37 @@ def _swapped(config: ServerConfig, encoder: Encoder) -> Strategy:
     return strategy
 
 
+# The strategies whose requests wait in a batch queue rather than for a lock (the name of the
+# `Server-Timing` phase before the forward pass: timing.py).
+QUEUED_STRATEGIES = frozenset({"batched", "swapped", "perturbed"})
+
+
 # Strategies that exist to prove a check catches them (a wrong server): registered only when
 # the server's environment asks for them, so no run can pick one by mistake.
-TEST_STRATEGIES: dict[str, Callable[[ServerConfig, Encoder], Strategy]] = {"swapped": _swapped}
+class _PerturbingEncoder(_SwappingEncoder):
+    """An encoder that adds small random noise to every vector (cosine ~0.97 to the true one):
+    wrong in a small way, as a bad quantisation or a subtly wrong pooling is. For tests only."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__(encoder)
+        self._rng = np.random.default_rng(0)
+
+    def embed(self, batch: Sequence[TokenIds], normalize: bool | None = None) -> Embeddings:
+        vectors = self._encoder.embed(batch, normalize)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        noise = self._rng.normal(scale=0.25 / np.sqrt(vectors.shape[1]), size=vectors.shape)
+        perturbed: Embeddings = (vectors + norms * noise).astype(vectors.dtype)
+        return perturbed
+
+
+def _perturbed(config: ServerConfig, encoder: Encoder) -> Strategy:
+    return _rewrapped(config, encoder, _PerturbingEncoder)
+
+
+TEST_STRATEGIES: dict[str, Callable[[ServerConfig, Encoder], Strategy]] = {
+    "swapped": _swapped,
+    "perturbed": _perturbed,
+}
 if os.environ.get("EMBBENCH_TEST_STRATEGIES") == "1":
     STRATEGIES.update(TEST_STRATEGIES)
 

@@ -6,6 +6,7 @@ from embbench.errors import UnknownVariantError
 from embbench.machine.process import LaunchSpec
 from embbench.variants.base import OwnVariant, Variant
 from embbench.variants.batched import Batched
+from embbench.variants.fastembed import Fastembed
 from embbench.variants.infinity import Infinity
 from embbench.variants.per_worker import PerWorker
 from embbench.variants.preload import Preload
@@ -23,6 +24,7 @@ REGISTRY: dict[str, Variant] = {
         PerWorker(),
         Preload(),
         Batched(),
+        Fastembed(),
         Tei(),
         Infinity(),
         RayServe(),

@@ -183,7 +183,9 @@ def ceiling_key(options: ServerOptions) -> dict[str, Any]:
         # A new runtime brings new kernels: its ceiling is another machine's, as it were.
         "runtime": runtime_version(options.backend),
         # Another way of exporting the graph (fused attention, say) is another model to time.
-        "graph": list(EXPORTERS) if options.backend == "onnx" else None,
+        "graph": list(EXPORTERS) if options.backend in ("onnx", "openvino") else None,
+        # OpenVINO's int8 is NNCF's: a new NNCF quantises (and so runs) another model.
+        **({"nncf": runtime_version("nncf")} if options.backend == "openvino" else {}),
     }
 
 

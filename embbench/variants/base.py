@@ -114,12 +114,18 @@ class OwnVariant(Variant):
         resolve_spec(options.model)
 
     def prepare(self, options: ServerOptions) -> None:
-        if options.backend == "onnx":
+        if options.backend in ("onnx", "fastembed"):
             # The export takes a minute: once per run, not inside a cell's start-up timeout.
             from embbench.servers.backends.onnx_export import export_onnx
 
             spec = resolve_spec(options.model)
             export_onnx(Path(spec.transformer_path), quantize=options.quantize)
+        elif options.backend == "openvino":
+            # The export, and NNCF's calibration for int8, likewise once per run.
+            from embbench.servers.backends.openvino_model import openvino_model
+
+            spec = resolve_spec(options.model)
+            openvino_model(Path(spec.transformer_path), quantize=options.quantize)
 
     def command(self, config: ServerConfig) -> list[str]:
         return [sys.executable, "-m", "embbench.servers"]

@@ -124,6 +124,8 @@ class RustServer(Variant):
             "--normalize", "true" if spec.normalize else "false",
             "--max-seq-length", str(seq),
         ]  # fmt: skip
+        if not options.server_timing:
+            argv.append("--no-server-timing")
         if self.raw_tokenizer:
             argv.append("--no-padding-truncation")
         else:

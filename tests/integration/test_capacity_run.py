@@ -4,6 +4,7 @@ run: real servers, real Locust, real model."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def test_capacity_is_found_and_holds_when_run_again(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0]["status"] in ("found", "indeterminate")
     rate = float(rows[0]["qps_at_slo"])  # the highest rate that passed
     assert rate > 0 and float(rows[0]["p99_at_slo_ms"]) <= slo
+    _plan_on(found.path.parent, rate, slo)
     # A separate run: well below the rate found the target holds, well above it breaks.
     again = run_benchmark(
         RunConfig(variants=(VariantRun("shared-mutex"),), rates=(rate / 2, rate * 3),
@@ -63,3 +65,28 @@ def test_capacity_is_found_and_holds_when_run_again(tmp_path: Path) -> None:
     below, above = again.rows
     assert below["latency_p99_ms"] <= slo
     assert above["latency_p99_ms"] > slo or above["dropped"] > 0 or above["failures"] > 0
+
+
+def _plan_on(run_dir: Path, rate: float, slo: float) -> None:
+    """`embbench plan` on the real capacity run just made (no search of its own: CI time)."""
+    target = ["--target-rps", f"{rate * 10:g}", "--headroom", "0.5"]
+    done = subprocess.run(
+        [sys.executable, "-m", "embbench", "plan", str(run_dir), *target, "--slo-p99-ms",
+         f"{slo:g}", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    (option,) = plan["options"]
+    assert plan["choice"] == "shared-mutex" and option["meets"]
+    assert option["replicas"] == 20  # ceil(10 * rate / (rate * 0.5))
+    assert option["replica_cores"] >= 1 and option["total_memory_gb"] > 0
+    assert option["startup_s"] > 0 and option["usd_per_month"] > 0
+    # A stricter target than the run measured: no variant meets it, and it says so.
+    done = subprocess.run(
+        [sys.executable, "-m", "embbench", "plan", str(run_dir), *target, "--slo-p99-ms",
+         f"{slo / 2:g}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "No variant meets" in done.stdout and "looser than the target" in done.stdout

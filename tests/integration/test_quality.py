@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from embbench.config.options import ServerOptions
-from embbench.config.run import RunConfig
+from embbench.config.run import RunConfig, VariantRun
 from embbench.load import answers
 from embbench.machine.process import LaunchSpec, free_port
 from embbench.results import folder as results
@@ -87,6 +87,34 @@ def test_a_correct_server_passes_and_records_its_cosines(tmp_path: Path) -> None
     assert int(summary.loc[0, "checked"]) == row["checked"]
     # The kept bodies are the orchestrator's to read; only the checks file stays.
     assert not list((row["run_dir"] / "logs").glob(f"*.raw/{answers.RESPONSES_GLOB}"))
+    # Retrieval agreement through the endpoint under load: an fp32 server returns the
+    # reference's own neighbours (1.0 within the interval over queries).
+    assert row["quality_queries"] == 48
+    assert row["recall_at_10_low"] <= 1.0 <= row["recall_at_10_high"]
+    assert row["recall_at_10"] >= 0.99 and row["ndcg_at_10"] >= 0.99 and row["spearman"] >= 0.99
+    assert row["doc_recall_at_10"] == pytest.approx(row["doc_recall_at_10_ref"], abs=0.02)
+    assert float(summary.loc[0, "recall_at_10"]) == row["recall_at_10"]
+
+
+def test_a_server_slightly_wrong_falls_below_the_recall_floor(tmp_path: Path) -> None:
+    # Small noise on every vector (cosine ~0.97): what a search returns changes measurably.
+    with batched_server(tmp_path / "srv", "perturbed") as (url, pid):
+        row = run_against(url, pid, tmp_path, protocol="tei", check_rate=0)
+    assert row["quality_queries"] == 48
+    assert row["recall_at_10_high"] < 0.99 and row["ndcg_at_10_high"] < 0.99
+
+
+def test_a_shorter_max_seq_length_agrees_less_with_the_model(tmp_path: Path) -> None:
+    # The reference keeps the model's own length (256): documents cut at 32 tokens are other
+    # documents to a search, which the figures show (the same server at 256: 1.0, above).
+    variant = VariantRun("batched", ServerOptions(max_seq_length=32))
+    config = RunConfig(
+        variants=(variant,), concurrency=(8,), duration=2.5, warmup=1.0, payload="mixed",
+        out=str(tmp_path / "results"), check_rate=0,
+    )  # fmt: skip
+    [row] = run_benchmark(config).rows
+    assert row["status"] == results.OK and row["quality_queries"] == 48
+    assert row["recall_at_10_high"] < 0.99 and row["spearman"] < 0.99
 
 
 def test_answers_of_every_locust_process_reach_the_check(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from embbench.config.run import RunConfig, VariantRun
 from embbench.machine.process import free_port
 from embbench.results import folder as results
-from embbench.results import record
+from embbench.results import phases, record
 from embbench.run.plan import Cell
 from embbench.run.progress import ProgressListener
 from embbench.run.session import run_benchmark
@@ -70,7 +70,19 @@ def test_short_benchmark_files_and_numbers(tmp_path: Path) -> None:
         assert len(measured) >= 3
         assert row.cpu_pct_mean > 0 and row.rss_mb_max > 50 and row.pss_mb_max > 0
         assert row.loadgen_cpu_pct_mean > 0
+        # Start-up cost of this cell's launch (machine/startup.py), against the steady state.
+        assert 0 < row.startup_s < 300 and row.first_request_ms > 0
+        assert row.startup_rss_mb_peak > 50 and row.startup_pss_mb_peak > 0
         assert (run_dir / "logs" / f"{row.cell}.server.log").exists()
+        # Each answer's server-side phases, joined to its own client latency: the server's total
+        # never exceeds what the client measured, and the p99 group's parts add up to its latency.
+        answered = requests[requests["status"] == 200]
+        assert answered["srv_total_ms"].notna().all() and answered["request_id"].notna().all()
+        assert answered["srv_forward_ms"].notna().all() and (answered["batch_size"] >= 1).all()
+        assert (answered["srv_total_ms"] <= answered["latency_ms"] + 0.002).all()
+        assert row.p99_timed > 0 and row.p99_forward_ms > 0 and row.p99_outside_ms >= 0
+        parts = [getattr(row, phases.part_column("p99", p)) for p in phases.PARTS]
+        assert sum(p for p in parts if p == p) == pytest.approx(row.p99_latency_ms, abs=0.01)
 
 
 def test_external_url_with_tei_protocol(tmp_path: Path) -> None:

@@ -18,10 +18,14 @@ from matplotlib.figure import Figure
 from embbench.report.charts.kit import save
 from embbench.report.charts.latency import latency_figure
 from embbench.report.charts.offered_load import offered_load_figure
+from embbench.report.charts.phases import applies as phases_apply
+from embbench.report.charts.phases import phases_figure
 from embbench.report.charts.quality import quality_figure
 from embbench.report.charts.resources import resources_figure
+from embbench.report.charts.speed_quality import speed_quality_figure
 from embbench.report.charts.throughput import throughput_figure
 from embbench.report.charts.timeline import timeline_figure
+from embbench.report.retrieval import retrieval_rows
 from embbench.report.view import RunView
 from embbench.results.folder import CHARTS as CHARTS_DIR
 from embbench.results.folder import RunData
@@ -50,8 +54,13 @@ CHARTS: tuple[Chart, ...] = (
           lambda v: not v.open.empty),
     Chart("quality", "quality.png", lambda v: quality_figure(v.quality, v.record),
           lambda v: bool(v.quality)),
+    Chart("speed-quality", "speed-quality.png",
+          lambda v: speed_quality_figure(*retrieval_rows(v), record=v.record),
+          lambda v: bool(retrieval_rows(v)[0])),
     Chart("timeline", "timeline.png",
           lambda v: timeline_figure(v.frame, v.requests, v.samples, v.record)),
+    Chart("phases", "phases.png", lambda v: phases_figure(v.agg, v.record),
+          lambda v: phases_apply(v.agg)),
 )  # fmt: skip
 CHART_FILES = tuple(chart.file for chart in CHARTS)
 

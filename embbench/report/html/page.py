@@ -18,15 +18,16 @@ import pandas as pd
 from embbench.report import labels
 from embbench.report.html.assets import CSP, SCRIPT, STYLE
 from embbench.report.html.blocks import inline, to_html
-from embbench.report.sections import SECTIONS, capacity, winners
+from embbench.report.sections import SECTIONS, answer, capacity, winners
 from embbench.report.sections import charts as charts_section
 from embbench.report.sections.base import ReportOptions, Section
 from embbench.report.view import RunView
 from embbench.results.record import COMPLETE, RunRecord
 
 # The sections that answer the reader's question, shown first in a box of their own: the
-# capacity a run found, else which label won at each level.
-ANSWER: tuple[Section, ...] = (capacity.SECTION, winners.SECTION)
+# answer in words (sections/answer.py), then the capacity a run found, else which label won at
+# each level.
+ANSWER: tuple[Section, ...] = (answer.SECTION, capacity.SECTION, winners.SECTION)
 
 
 def render_html(view: RunView, options: ReportOptions, charts: Sequence[tuple[str, str]]) -> str:
@@ -80,7 +81,9 @@ def _figure(name: str, svg: str) -> str:
 
 
 def _anchor(title: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+    anchor = "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+    # "answer" is the box the answering sections sit in; its own "Answer" section needs another.
+    return "the-answer" if anchor == "answer" else anchor
 
 
 def _lede(record: RunRecord) -> str:

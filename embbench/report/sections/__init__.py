@@ -7,6 +7,7 @@ for a run (no capacity.csv, no baseline asked for) is left out. See base.py for 
 from __future__ import annotations
 
 from embbench.report.sections import (
+    answer,
     assertions,
     baseline,
     capacity,
@@ -14,24 +15,29 @@ from embbench.report.sections import (
     charts,
     failed,
     noise,
+    phases,
     quality,
     results,
     settings,
+    startup,
     why,
     winners,
 )
 from embbench.report.sections.base import Section
 
 SECTIONS: tuple[Section, ...] = (
+    answer.SECTION,
     settings.SECTION,
     results.SECTION,
     quality.SECTION,
     ceiling.SECTION,
     capacity.SECTION,
+    startup.SECTION,
     assertions.SECTION,
     noise.SECTION,
     winners.SECTION,
     baseline.SECTION,
+    phases.SECTION,
     why.SECTION,
     failed.SECTION,
     charts.SECTION,

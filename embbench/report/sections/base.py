@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from embbench.report.prices import DEFAULT_PRICE_PER_CORE_HOUR
 from embbench.report.view import RunView
 
-# USD per core-hour: about what an on-demand general-purpose cloud vCPU costs (2026); pass
-# --price-per-core-hour for your own. The cost counts the server's CPU time only.
-DEFAULT_PRICE_PER_CORE_HOUR = 0.05
+__all__ = ["DEFAULT_PRICE_PER_CORE_HOUR", "ReportOptions", "Section"]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from embbench.report import phases
 from embbench.report.sections.base import ReportOptions, Section
 from embbench.report.stats import error_kinds, is_false, is_true, level_order, records
 from embbench.report.view import RunView
@@ -36,6 +37,7 @@ def explain(view: RunView) -> list[str]:
     best = {row["level"]: row for row in records(view.winners)}
     return [
         *_oversubscription(frame, agg, best, cores),
+        *phases.p99_sentences(agg),  # measured: where they exist, no inference from CPU %
         *_lock_contention(agg, cores, record),
         *_memory_per_worker(agg, record),
         *_saturated_loadgen(frame),
@@ -112,6 +114,8 @@ def _lock_contention(agg: pd.DataFrame, cores: int, record: RunRecord) -> list[s
     rwlocks = records(single[[_trait(record, v, "lock") == "rwlock" for v in single["variant"]]])
     for m in mutexes:
         for r in rwlocks:
+            if phases.has_phases(m):
+                continue  # its lock wait was measured: p99_sentences says it
             same = all(_same(m[k], r[k]) for k in ("level", "backend", "quantize"))
             numbers = [m["rps"], r["rps"], m["cpu_pct_mean"], r["cpu_pct_mean"]]
             if not same or any(math.isnan(float(x)) for x in numbers):

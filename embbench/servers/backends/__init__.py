@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,16 @@ class BackendClass(Protocol):
 BACKENDS: dict[str, str] = {
     "torch": "embbench.servers.backends.torch:TorchBackend",
     "onnx": "embbench.servers.backends.onnx_runtime:OnnxBackend",
+    "openvino": "embbench.servers.backends.openvino:OpenVinoBackend",
+    "fastembed": "embbench.servers.backends.fastembed:FastembedBackend",
 }
+
+
+def backend_facts(backend: Backend) -> dict[str, Any]:
+    """What a backend says it runs (OpenVINO's compiled precision and threads), for /info and
+    the ceiling; {} for a backend that has nothing to add to the server's own options."""
+    facts = getattr(backend, "facts", None)
+    return dict(facts()) if callable(facts) else {}
 
 
 def load_backend(

@@ -17,6 +17,7 @@ use tokio::sync::RwLock;
 
 use crate::model::{Bert, EmbedError, Phases};
 use crate::stats::{LockStats, Timing};
+use crate::timing::RequestTimer;
 
 #[derive(serde::Serialize)]
 struct Predicted {
@@ -61,12 +62,13 @@ impl Guarded {
     /// `predict`): the forward pass runs right in the async handler, on the actix worker's own
     /// thread, so that worker serves nothing else meanwhile. That IS what is being measured
     /// (workers = how many forward passes may run at once), so it is kept, not moved to
-    /// `web::block`. The time waiting for the lock and holding it go to the counters.
+    /// `web::block`. The time waiting for the lock and holding it go to the counters, and
+    /// come back with the vectors (the answer's Server-Timing).
     pub async fn embed(
         &self,
         texts: &[String],
         truncate: Option<bool>,
-    ) -> Result<Vec<Vec<f32>>, ApiError> {
+    ) -> Result<(Vec<Vec<f32>>, Timing), ApiError> {
         let run = |bert: &Bert| {
             catch_unwind(AssertUnwindSafe(|| bert.embed_timed(texts, truncate))).unwrap_or_else(
                 |_| {
@@ -100,27 +102,27 @@ impl Guarded {
             }
         };
         let phases = result.as_ref().map_or(Phases::default(), |(_, p)| *p);
-        self.stats.record(
-            texts.len(),
-            &Timing {
-                wait: acquired - asked,
-                hold: released - acquired,
-                tokenize: phases.tokenize,
-                forward: phases.forward,
-            },
-        );
-        result.map(|(vectors, _)| vectors).map_err(|err| match err {
-            EmbedError::TooLong { tokens, limit } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "input_too_long",
-                format!("input has {tokens} tokens; the model accepts at most {limit}"),
-            ),
-            EmbedError::Other(err) => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("{err:#}"),
-            ),
-        })
+        let timing = Timing {
+            wait: acquired - asked,
+            hold: released - acquired,
+            tokenize: phases.tokenize,
+            forward: phases.forward,
+        };
+        self.stats.record(texts.len(), &timing);
+        result
+            .map(|(vectors, _)| (vectors, timing))
+            .map_err(|err| match err {
+                EmbedError::TooLong { tokens, limit } => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "input_too_long",
+                    format!("input has {tokens} tokens; the model accepts at most {limit}"),
+                ),
+                EmbedError::Other(err) => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("{err:#}"),
+                ),
+            })
     }
 
     fn hold(&self) -> Instant {
@@ -158,6 +160,8 @@ pub struct ServerState {
     pub models_loaded: Arc<AtomicUsize>,
     /// Lock and phase counters of every model of the process (GET /stats).
     pub stats: Arc<LockStats>,
+    /// Server-Timing, X-Batch-Size and X-Request-Id on every /predict and /embed answer.
+    pub server_timing: bool,
 }
 
 #[derive(Debug)]
@@ -270,25 +274,69 @@ fn check_not_empty(texts: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The JSON answer, its serialisation timed, with the timing headers.
+fn timed_reply<T: serde::Serialize>(
+    timer: &mut RequestTimer,
+    state: &ServerState,
+    value: &T,
+) -> Result<HttpResponse, ApiError> {
+    let begun = Instant::now();
+    // Serialised as f32 (shortest form), not through serde_json::Value's f64.
+    let body = serde_json::to_vec(value).map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("serialising the answer: {err}"),
+        )
+    })?;
+    timer.serialize = begun.elapsed();
+    let reply = HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body);
+    state.stats.record_handler(timer.started().elapsed());
+    Ok(timer.finish(reply))
+}
+
+fn take_timing(timer: &mut RequestTimer, timing: &Timing, inputs: usize) {
+    timer.lock = timing.wait;
+    timer.tokenize = timing.tokenize;
+    timer.forward = timing.forward;
+    timer.batch_size = inputs;
+}
+
+/// An error answer, with the timing headers too.
+fn or_timed_error(timer: &RequestTimer, result: Result<HttpResponse, ApiError>) -> HttpResponse {
+    result.unwrap_or_else(|err| timer.finish(err.error_response()))
+}
+
 pub async fn predict(
     req: HttpRequest,
     payload: web::Payload,
     model: web::Data<Guarded>,
     state: web::Data<ServerState>,
+) -> HttpResponse {
+    let mut timer = RequestTimer::start(&req, state.server_timing);
+    let result = predict_timed(&req, payload, &model, &state, &mut timer).await;
+    or_timed_error(&timer, result)
+}
+
+async fn predict_timed(
+    req: &HttpRequest,
+    payload: web::Payload,
+    model: &Guarded,
+    state: &ServerState,
+    timer: &mut RequestTimer,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let body = read_json(&req, payload, state.max_body_bytes).await?;
+    let body = read_json(req, payload, state.max_body_bytes).await?;
     let text = match field(object(&body)?, "text")? {
         Value::String(text) => text.clone(),
         _ => return Err(ApiError::validation("field 'text' must be a string")),
     };
     let texts = [text];
     check_not_empty(&texts)?;
-    let embeddings = model.embed(&texts, None).await?;
-    // Serialised as f32 (shortest form), not through serde_json::Value's f64.
-    let reply = HttpResponse::Ok().json(Predicted { embeddings });
-    state.stats.record_handler(started.elapsed());
-    Ok(reply)
+    let (embeddings, timing) = model.embed(&texts, None).await?;
+    take_timing(timer, &timing, texts.len());
+    timed_reply(timer, state, &Predicted { embeddings })
 }
 
 pub async fn embed(
@@ -296,9 +344,20 @@ pub async fn embed(
     payload: web::Payload,
     model: web::Data<Guarded>,
     state: web::Data<ServerState>,
+) -> HttpResponse {
+    let mut timer = RequestTimer::start(&req, state.server_timing);
+    let result = embed_timed(&req, payload, &model, &state, &mut timer).await;
+    or_timed_error(&timer, result)
+}
+
+async fn embed_timed(
+    req: &HttpRequest,
+    payload: web::Payload,
+    model: &Guarded,
+    state: &ServerState,
+    timer: &mut RequestTimer,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let body = read_json(&req, payload, state.max_body_bytes).await?;
+    let body = read_json(req, payload, state.max_body_bytes).await?;
     let body = object(&body)?;
     let bad_inputs =
         || ApiError::validation("field 'inputs' must be a string or a list of strings");
@@ -324,10 +383,9 @@ pub async fn embed(
         Some(_) => return Err(ApiError::validation("field 'truncate' must be a boolean")),
     };
     check_not_empty(&texts)?;
-    let embeddings = model.embed(&texts, truncate).await?;
-    let reply = HttpResponse::Ok().json(embeddings);
-    state.stats.record_handler(started.elapsed());
-    Ok(reply)
+    let (embeddings, timing) = model.embed(&texts, truncate).await?;
+    take_timing(timer, &timing, texts.len());
+    timed_reply(timer, state, &embeddings)
 }
 
 /// 200 as soon as this worker serves: its model (and warm-up) was done before it did.

@@ -7,3 +7,4 @@ pub mod folder;
 pub mod model;
 pub mod stats;
 pub mod threads;
+pub mod timing;

@@ -116,6 +116,9 @@ struct Args {
     /// Log one stderr line per request (off: it would be measured overhead).
     #[arg(long)]
     log_requests: bool,
+    /// No Server-Timing, X-Batch-Size or X-Request-Id on answers (to measure what they cost).
+    #[arg(long)]
+    no_server_timing: bool,
 }
 
 impl Args {
@@ -262,6 +265,7 @@ fn run(args: Args) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         models_loaded: loaded.clone(),
         stats: stats.clone(),
+        server_timing: !args.no_server_timing,
         info: json!({
             "variant": variant,
             "pid": std::process::id(),
@@ -286,6 +290,7 @@ fn run(args: Args) -> Result<()> {
             "backend": "candle",
             "candle_num_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
             "http": "actix-web",
+            "server_timing": !args.no_server_timing,
             "version": env!("CARGO_PKG_VERSION"),
         }),
     });

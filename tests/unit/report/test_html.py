@@ -44,11 +44,12 @@ def test_the_page_is_written_beside_report_md(published: Published) -> None:
 def test_the_answer_comes_first_then_report_mds_sections_in_order(published: Published) -> None:
     page = published.html.read_text()
     main = page[page.index("<main>") :]
-    assert main.startswith('<main>\n<section id="answer"><section id="winners">')
+    assert main.startswith('<main>\n<section id="answer"><section id="the-answer">')
     markdown = published.markdown.read_text()
-    order = [h for h in re.findall(r"^## (.+)$", markdown, re.M) if h != "Winners"]
+    boxed = ("Answer", "Winners")
+    order = [h for h in re.findall(r"^## (.+)$", markdown, re.M) if h not in boxed]
     shown = re.findall(r'<section id="[^"]+">\n<h2>([^<]+)</h2>', main)
-    assert shown == ["Winners", *order]
+    assert shown == [*boxed, *order]
 
 
 def test_nothing_is_fetched(published: Published) -> None:

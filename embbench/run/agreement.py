@@ -1,0 +1,172 @@
+"""Retrieval agreement of one cell, measured through the variant's own endpoint while it
+serves the cell's load (the metrics and the retrieval set: retrieval.py).
+
+A small background client (`CorpusEmbedder`, one thread, one request in flight) waits for the
+measured window to open, then sends the retrieval set's texts in batches the server accepts
+(TEI's and OpenAI's shapes: up to `BATCH` inputs, no more than /info's max_client_batch_size;
+ours one input per /predict), paced over the first `SPREAD` of the window: a low, steady rate
+beside the cell's load, so the vectors are the ones a loaded server returns (batch-mates,
+per-batch int8 scales) and the cost to the window stays small (`--quality-corpus` sets its
+size; 0 turns it off). The reference is sentence-transformers in fp32 at the model's own
+settings (quality.references with no max_seq_length), cached on disk like the others.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+from embbench.load.protocols import PATHS, parse_embeddings, request_for
+from embbench.run import quality, retrieval
+
+BATCH = 8
+SPREAD = 0.6  # of the measured window: the texts are sent over its first 60 %
+TIMEOUT_S = 60.0
+
+
+def batch_size(protocol: str, info: Mapping[str, Any]) -> int:
+    """Inputs per request: one for /predict, else BATCH or fewer if the server says so."""
+    if protocol == "predict":
+        return 1
+    most = info.get("max_client_batch_size")
+    return max(1, min(BATCH, most)) if isinstance(most, int) and most > 0 else BATCH
+
+
+def request_body(protocol: str, texts: list[str], model: str) -> tuple[str, bytes]:
+    """(path, JSON body) of one request embedding `texts`."""
+    if len(texts) == 1 or protocol == "predict":
+        return request_for(protocol, texts[0], model)
+    if protocol == "tei":
+        return PATHS["tei"], json.dumps({"inputs": texts, "truncate": True}).encode()
+    return PATHS["openai"], json.dumps({"input": texts, "model": model}).encode()
+
+
+class CorpusEmbedder(threading.Thread):
+    """Embeds `texts` through `url` once the window `opens()` (an epoch time, None while not
+    yet known); `vectors` holds them after a clean finish, `error` says why not otherwise."""
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        texts: tuple[str, ...],
+        *,
+        model: str,
+        batch: int,
+        opens: Callable[[], float | None],
+        spread_s: float,
+    ) -> None:
+        super().__init__(name="embbench-corpus", daemon=True)
+        self.url, self.protocol, self.texts, self.model = url, protocol, texts, model
+        self.batch, self.opens, self.spread_s = batch, opens, spread_s
+        self.vectors: np.ndarray[Any, Any] | None = None
+        self.error: str | None = None
+        self.sent_at: tuple[float, float] | None = None  # first send, last answer (epoch)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
+            self.error = f"retrieval corpus: {type(exc).__name__}: {exc}"[:500]
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            start = self.opens()
+            if start is not None and time.time() >= start:
+                break
+            self._halt.wait(0.2)
+        if self._halt.is_set():
+            self.error = "retrieval corpus: the window never opened"
+            return
+        batches = [
+            list(self.texts[i : i + self.batch]) for i in range(0, len(self.texts), self.batch)
+        ]
+        gap = self.spread_s / max(1, len(batches))
+        got: list[list[float]] = []
+        first = time.time()
+        with httpx.Client(base_url=self.url, timeout=TIMEOUT_S) as client:
+            for n, texts in enumerate(batches):
+                if self._halt.is_set():
+                    self.error = "retrieval corpus: the cell ended before it was embedded"
+                    return
+                path, body = request_body(self.protocol, texts, self.model)
+                reply = client.post(
+                    path, content=body, headers={"Content-Type": "application/json"}
+                )
+                reply.raise_for_status()
+                vectors = parse_embeddings(self.protocol, reply.json())
+                if len(vectors) != len(texts):
+                    raise ValueError(f"{len(vectors)} embeddings for {len(texts)} inputs")
+                got.extend(vectors)
+                self._halt.wait(max(0.0, first + (n + 1) * gap - time.time()))
+        self.sent_at = (first, time.time())
+        self.vectors = np.asarray(got, dtype=np.float32)
+
+
+class CellAgreement:
+    """One cell's retrieval agreement: the set and its reference before the cell (computed once,
+    then cached, before the quiet wait), the embedder beside the load, the columns after."""
+
+    def __init__(self, documents: int, model_path: str, seed: int = 0) -> None:
+        self.chosen = retrieval.retrieval_set(documents, seed=seed)
+        # fp32 sentence-transformers at the model's own settings (no max_seq_length of the
+        # variant's): what the variant's search is compared with.
+        self.reference = quality.references(model_path, self.chosen.texts, None)
+        self.embedder: CorpusEmbedder | None = None
+
+    def start(
+        self,
+        url: str,
+        protocol: str,
+        *,
+        model: str,
+        info: Mapping[str, Any],
+        duration_s: float,
+        opens: Callable[[], float | None],
+    ) -> None:
+        self.embedder = CorpusEmbedder(
+            url, protocol, self.chosen.texts, model=model, batch=batch_size(protocol, info),
+            opens=opens, spread_s=SPREAD * duration_s,
+        )  # fmt: skip
+        self.embedder.start()
+
+    def finish(self, wait: bool = True) -> None:
+        """Before the server stops: let the embedder end (a slow server may still be answering
+        it after the window; not when interrupted), then stop it."""
+        if self.embedder is None:
+            return
+        if wait and self.embedder.sent_at is None and self.embedder.opens() is not None:
+            self.embedder.join(timeout=TIMEOUT_S)
+        self.embedder.stop()
+        self.embedder.join(timeout=TIMEOUT_S)
+
+    def columns(
+        self, window: tuple[float, float] | None, warn: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """The cell's retrieval columns (all None if the embedder got nothing usable)."""
+        embedder, chosen, reference = self.embedder, self.chosen, self.reference
+        got = embedder.vectors if embedder is not None else None
+        if got is None or got.shape != reference.shape:
+            if embedder is not None:
+                warn(embedder.error or "retrieval corpus: no embeddings of the model's width")
+            return retrieval.columns_of(None)
+        assert embedder is not None
+        if window is not None and embedder.sent_at is not None and embedder.sent_at[1] > window[1]:
+            warn("retrieval corpus: its last answers came after the measured window closed")
+        ref_docs, ref_queries = chosen.split(reference)
+        got_docs, got_queries = chosen.split(got)
+        found = retrieval.agreement(
+            ref_queries, ref_docs, got_queries, got_docs, chosen.query_sources,
+            chosen.document_sources,
+        )  # fmt: skip
+        return retrieval.columns_of(found)

@@ -1,0 +1,134 @@
+"""Every server of ours says where a request's time went (Server-Timing, X-Batch-Size,
+X-Request-Id: servers/timing.py), and turns away what it cannot take with a 429, never a
+dropped connection. Real servers, real model, real sockets.
+
+One server per variant, each used for everything asked of it: a timed request, an error, and
+(shared-rwlock, batched, the Rust server) 300 requests at once against a cap of 32.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import serve_variant
+
+pytestmark = pytest.mark.integration
+
+SHORT = "How do I reset my password?"
+CAP = 32
+FLOOD = 300
+
+
+def _rust_has_timing() -> bool:
+    from embbench.variants.rust import binary_path
+
+    if not binary_path().is_file():
+        return False
+    done = subprocess.run(
+        [str(binary_path()), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return "--no-server-timing" in done.stdout
+
+
+RUST = pytest.mark.skipif(
+    not _rust_has_timing(), reason="the Rust server is not built with Server-Timing (make rust)"
+)
+# (variant, options, the phase before the forward pass, flooded against the cap)
+SERVERS: list[Any] = [
+    pytest.param(("shared-rwlock", {"max_concurrent_requests": CAP}, "lock", True), id="rwlock"),
+    pytest.param(("batched", {"max_concurrent_requests": CAP}, "queue", True), id="batched"),
+    pytest.param(("shared-mutex", {"http": "asgi"}, "lock", False), id="mutex-asgi"),
+    pytest.param(("per-worker", {"workers": 2}, "lock", False), id="per-worker"),
+    pytest.param(("rust-mutex", {}, "lock", True), id="rust-mutex", marks=RUST),
+]
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, bool]]:
+    name, options, wait, flood = request.param
+    with serve_variant(name, tmp_path_factory.mktemp(name), **options) as (url, _):
+        yield url, wait, flood
+
+
+def parse(header: str) -> dict[str, float]:
+    phases = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        phases[name] = float(dur)
+    return phases
+
+
+def test_a_request_says_where_its_time_went(server: tuple[str, str, bool]) -> None:
+    url, wait, _ = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.post("/predict", json={"text": SHORT})  # the connection, and a warm path
+        began = time.perf_counter()
+        reply = client.post("/predict", json={"text": SHORT}, headers={"x-request-id": "t-1"})
+        latency_ms = (time.perf_counter() - began) * 1000
+        assert reply.status_code == 200
+        phases = parse(reply.headers["server-timing"])
+        assert list(phases)[-1] == "total" and wait in phases
+        assert {"tokenize", "forward", "serialize"} <= set(phases)
+        parts = sum(ms for name, ms in phases.items() if name != "total")
+        total = phases["total"]
+        assert 0.5 * total <= parts <= total + 0.05, phases
+        assert total <= latency_ms, (phases, latency_ms)
+        assert reply.headers["x-batch-size"] == "1"
+        assert reply.headers["x-request-id"] == "t-1"
+
+        # Three inputs in one request, without the client's id: the server makes one.
+        reply = client.post("/embed", json={"inputs": [SHORT, "hello", "world"]})
+        assert reply.status_code == 200 and "server-timing" in reply.headers
+        # Unbatched, the three share one forward pass; batched, lengths apart may not.
+        assert int(reply.headers["x-batch-size"]) >= (3 if wait == "lock" else 1)
+        assert reply.headers["x-request-id"]
+
+        # An error is timed too, and is never a 5xx.
+        wrong = client.post("/predict", json={"txt": SHORT})
+        assert wrong.status_code == 422
+        assert "total" in parse(wrong.headers["server-timing"])
+
+
+def test_beyond_the_cap_only_200s_and_429s(server: tuple[str, str, bool]) -> None:
+    url, _, flood = server
+    if not flood:
+        pytest.skip("flooded on shared-rwlock, batched and the Rust server")
+
+    async def at_once() -> list[httpx.Response | BaseException]:
+        # One connection per request, as many clients would: beyond the server's connection
+        # cap (4 x 32 per process) too.
+        limits = httpx.Limits(max_connections=FLOOD, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+            body = {"text": SHORT}
+            posts = (client.post("/predict", json=body) for _ in range(FLOOD))
+            return await asyncio.gather(*posts, return_exceptions=True)
+
+    replies = asyncio.run(at_once())
+    dropped = [r for r in replies if isinstance(r, BaseException)]
+    assert not dropped, f"{len(dropped)} dropped, e.g. {dropped[0]!r}"
+    answers = [r for r in replies if isinstance(r, httpx.Response)]
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {200, 429}, sorted(set(codes))
+    assert codes.count(200) >= 1
+    for reply in answers:
+        if reply.status_code == 429:
+            assert reply.headers["retry-after"] and reply.json()["error_type"] == "overloaded"
+    assert httpx.post(url + "/predict", json={"text": SHORT}, timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["shared-mutex", pytest.param("rust-mutex", marks=RUST)])
+def test_no_server_timing_sends_none(name: str, tmp_path: Path) -> None:
+    with serve_variant(name, tmp_path, server_timing=False) as (url, _):
+        reply = httpx.post(url + "/predict", json={"text": SHORT}, timeout=60)
+        assert reply.status_code == 200
+        assert "server-timing" not in reply.headers and "x-batch-size" not in reply.headers
