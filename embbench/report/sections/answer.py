@@ -82,8 +82,10 @@ def closed_answer(view: RunView) -> list[str] | None:
                 f"{num(r['latency_p99_ms'], 0)} ms{saturated}; rps {r['verdict']}{against}."
             )
         else:
+            # A tie needs an interval; with too few repeats there is none to be within.
+            kind = "a tie within the noise" if str(r["verdict"]).startswith("tie") else "undecided"
             lines.append(
-                f"- {level}: no winner, a tie within the noise ({r['label']} leads "
+                f"- {level}: no winner, {kind} ({r['label']} leads "
                 f"{r['runner_up']}{saturated}; {r['verdict']})."
             )
     return [

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
+from embbench.report.compare import WINNER_COLUMNS
 from embbench.report.document import render_markdown
 from embbench.report.plan import capacity_words
 from embbench.report.sections import SECTIONS, answer
@@ -49,3 +52,25 @@ def test_a_per_core_run_answers_with_its_scaling(tmp_path: Path) -> None:
     assert "| mutex (1 core) | 1 | sustains 20.0 rps; fails at 21.0 | 20.0 |" in answer_text
     assert "mutex: 2 cores sustain 1.80x what 1 core does: 90% scaling efficiency" in answer_text
     assert "nothing is extrapolated" in answer_text
+
+
+def test_an_undecided_level_is_called_a_tie_only_where_an_interval_says_so() -> None:
+    class Fixed(RunView):
+        @property
+        def winners(self) -> pd.DataFrame:  # type: ignore[override]
+            base = {"concurrency": 10, "rps": 30.0, "latency_p99_ms": 90.0, "label": "a",
+                    "loadgen_saturated": False, "runner_up": "b", "runner_up_rps": 29.0,
+                    "margin": 1.03, "decided": False}  # fmt: skip
+            return pd.DataFrame(
+                [
+                    base | {"level": "10", "verdict": "too few repeats (n=1)"},
+                    base | {"level": "100", "verdict": "tie within noise (±4 %)"},
+                ],
+                columns=WINNER_COLUMNS,
+            )
+
+    lines = answer.body(Fixed(load_run(FIXTURE)), ReportOptions()) or []
+    [few] = [line for line in lines if line.startswith("- 10 users")]
+    [tie] = [line for line in lines if line.startswith("- 100 users")]
+    assert "undecided" in few and "tie" not in few.split("(")[0]
+    assert "a tie within the noise" in tie
