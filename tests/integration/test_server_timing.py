@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from embbench.load.phases import parse_server_timing as parse
 from tests.integration.conftest import serve_variant
 
 pytestmark = pytest.mark.integration
@@ -58,14 +59,6 @@ def server(
     name, options, wait, flood = request.param
     with serve_variant(name, tmp_path_factory.mktemp(name), **options) as (url, _):
         yield url, wait, flood
-
-
-def parse(header: str) -> dict[str, float]:
-    phases = {}
-    for part in header.split(","):
-        name, _, dur = part.strip().partition(";dur=")
-        phases[name] = float(dur)
-    return phases
 
 
 def test_a_request_says_where_its_time_went(server: tuple[str, str, bool]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from embbench.load.phases import parse_server_timing as parse
 from embbench.servers import timing
 from embbench.servers.admission import Admission, Limits
 from embbench.servers.batching import BatchQueue
@@ -21,15 +22,6 @@ from embbench.servers.protocol import refuse_over_cap
 from embbench.servers.timing import PHASES, Phases, format_server_timing
 
 BODY = {"type": "http.request", "body": b'{"text": "a"}', "more_body": False}
-
-
-def parse(header: str) -> dict[str, float]:
-    """The header back to {phase: ms}, as a client reads it (load/ has the run's own parser)."""
-    phases = {}
-    for part in header.split(","):
-        name, _, dur = part.strip().partition(";dur=")
-        phases[name] = float(dur)
-    return phases
 
 
 def test_format_is_w3c_server_timing_in_milliseconds() -> None:
