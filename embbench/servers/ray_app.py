@@ -41,7 +41,7 @@ from embbench.servers.api import (
     warm,
 )
 from embbench.servers.encoder import Embeddings, InputTooLongError, TokenIds
-from embbench.servers.timing import Phases, next_request_id
+from embbench.servers.timing import REQUEST_ID, Phases
 
 VARIANT = "ray-serve"
 APP_NAME = "embbench"
@@ -150,9 +150,13 @@ def _reply(body: bytes, status: int = 200, phases: Phases | None = None,
            request: Request | None = None) -> Response:  # fmt: skip
     if phases is None or request is None:
         return Response(body, status_code=status, media_type="application/json")
-    asked = request.headers.get("x-request-id")
-    rid = asked.encode("latin-1") if asked else next_request_id().encode()
-    headers = {name.decode(): value.decode("latin-1") for name, value in phases.headers(rid)}
+    # X-Request-Id is the proxy's: Serve echoes the client's (or makes one) on every answer, and
+    # a second of ours made it `t-1, t-1`.
+    headers = {
+        name.decode(): value.decode("latin-1")
+        for name, value in phases.headers(b"")
+        if name != REQUEST_ID
+    }
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -278,7 +282,9 @@ def create_app(replica: Embedder) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return _reply(exc.body(), exc.status)
+        # An error is timed too: the route left its phases on the request.
+        phases = getattr(request.state, "phases", None)
+        return _reply(exc.body(), exc.status, phases, request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -292,7 +298,7 @@ def create_app(replica: Embedder) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        phases = Phases("queue", admitted=False) if timed else None
+        phases = request.state.phases = Phases("queue", admitted=False) if timed else None
         text = text_field(await replica.read_json(request), "text")
         vectors = await replica.embed_texts([text], phases)
         return _reply(reply_body({"embeddings": vectors}, phases), 200, phases, request)
@@ -301,7 +307,7 @@ def create_app(replica: Embedder) -> FastAPI:
     @app.post("/embed")
     @app.post("/")
     async def embed(request: Request) -> Response:
-        phases = Phases("queue", admitted=False) if timed else None
+        phases = request.state.phases = Phases("queue", admitted=False) if timed else None
         texts = text_list(await replica.read_json(request), "inputs")
         vectors = await replica.embed_texts(texts, phases)
         return _reply(reply_body(vectors, phases), 200, phases, request)

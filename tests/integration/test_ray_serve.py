@@ -1,8 +1,9 @@
 """The ray-serve variant as a real Ray head, Serve deployment and HTTP server (needs `make peers`).
 
 One server start for the whole module (Ray takes ~20 s to come up on 2 cores): its answers, its
-process tree as the sampler sees it, and, after the stop, that nothing of that Ray is left (the
-last test, and again when the module's fixture ends).
+Server-Timing and 300 requests at once (test_server_timing's checks), its process tree as the
+sampler sees it, and, after the stop, that nothing of that Ray is left (the last test, and again
+when the module's fixture ends).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from embbench.machine.sampler import TreeMeter
 from embbench.variants import get_variant
 from embbench.variants.ray_serve import ray_version, tagged_processes
 from tests.integration.conftest import st_encode, tree_of
+from tests.integration.test_server_timing import CAP, check_flood, check_timing
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,7 +42,9 @@ class RayServer:
     def __init__(self, workdir: Path) -> None:
         port = free_port()
         self.workdir = workdir
-        self.spec = get_variant("ray-serve").launch(ServerOptions(), port, workdir)
+        # The cap of test_server_timing's flood (Serve's proxy queues beyond it: all 200s).
+        options = ServerOptions(max_concurrent_requests=CAP)
+        self.spec = get_variant("ray-serve").launch(options, port, workdir)
         self.url = f"http://127.0.0.1:{port}"
         self.tag = str(self.spec.info["ray_tag"])
         self.temp_dir = Path(self.spec.argv[self.spec.argv.index("--temp-dir") + 1])
@@ -161,6 +165,15 @@ def test_replicas_run_with_the_thread_count_asked(ray_server: RayServer) -> None
     assert replicas
     for proc in replicas:
         assert proc.environ().get("OMP_NUM_THREADS") == threads
+
+
+def test_a_request_says_where_its_time_went(ray_server: RayServer) -> None:
+    # Serve's batch queue in the replica is the wait; the proxy's hop lies outside `total`.
+    check_timing(ray_server.url, "queue")
+
+
+def test_beyond_the_cap_only_200s_and_429s(ray_server: RayServer) -> None:
+    check_flood(ray_server.url)
 
 
 def test_stop_leaves_no_ray_process(ray_server: RayServer) -> None:
