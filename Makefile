@@ -42,8 +42,8 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format embbench tests
 	$(BIN)/ruff check --fix embbench tests
 
-bench: $(STAMP) ## the full matrix (configs/default.toml), then its report
-	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config $(CONFIG); code=$$?; \
+bench: $(STAMP) ## the full matrix (configs/default.toml), repeats until decided, then its report
+	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config $(CONFIG) --repeats auto; code=$$?; \
 	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
 
 smoke: $(STAMP) ## the small CI matrix (configs/smoke.toml), then its report

@@ -15,23 +15,29 @@ from typing import Any
 
 import pandas as pd
 
-from embbench.report import verdicts
 from embbench.report.stats import aggregate, level_order, ratio, records, resolve_label
-from embbench.report.verdicts import Comparison
+from embbench.results import verdicts
 from embbench.results.folder import RunData
+from embbench.results.verdicts import Comparison
 
 # (short name, column) of what baseline comparisons judge: throughput, then median latency.
 JUDGED = (("rps", "rps"), ("p50", "latency_p50_ms"))
 
 
-def compare_cells(a: Mapping[str, Any], b: Mapping[str, Any], column: str) -> Comparison:
-    """b against a on `column`, pairing the ok repeats the two cells share."""
+def compare_cells(
+    a: Mapping[str, Any], b: Mapping[str, Any], column: str,
+    confidence: float = verdicts.CONFIDENCE,
+) -> Comparison:  # fmt: skip
+    """b against a on `column`, pairing the ok repeats the two cells share. `confidence` is
+    the run's verdict level (RunRecord.verdict_confidence: lower alpha for an auto run)."""
     by_a, by_b = _by_repeat(a, column), _by_repeat(b, column)
     shared = sorted(set(by_a) & set(by_b))
-    return verdicts.compare_paired([by_a[r] for r in shared], [by_b[r] for r in shared])
+    return verdicts.compare_paired([by_a[r] for r in shared], [by_b[r] for r in shared], confidence)
 
 
-def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
+def compare_to_baseline(
+    agg: pd.DataFrame, baseline_label: str, confidence: float = verdicts.CONFIDENCE
+) -> pd.DataFrame:
     """Per (label, concurrency), rps and p50 relative to the baseline at the same concurrency.
 
     `<x>_ratio` is the ratio (b over the baseline) of the medians, with the 95 % interval of
@@ -54,7 +60,11 @@ def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
             "baseline": baseline,
         }
         for name, column in JUDGED:
-            verdict = compare_cells(ref, row, column) if ref is not None else verdicts.NO_PAIRS
+            verdict = (
+                compare_cells(ref, row, column, confidence)
+                if ref is not None
+                else verdicts.NO_PAIRS
+            )
             # The point estimate is the ratio of the medians the tables show; the verdict's
             # interval is about the paired repeats.
             out[f"{name}_ratio"] = ratio(row[column], math.nan if ref is None else ref[column])
@@ -69,7 +79,7 @@ def compare_to_baseline(agg: pd.DataFrame, baseline_label: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def winners(agg: pd.DataFrame) -> pd.DataFrame:
+def winners(agg: pd.DataFrame, confidence: float = verdicts.CONFIDENCE) -> pd.DataFrame:
     """Per concurrency, the label with the highest median rps, and whether it truly won.
 
     `decided` is True only where the paired comparison with the runner-up is significant;
@@ -86,7 +96,7 @@ def winners(agg: pd.DataFrame) -> pd.DataFrame:
             )
         )  # fmt: skip
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
-        verdict = None if second is None else compare_cells(second, best, "rps")
+        verdict = None if second is None else compare_cells(second, best, "rps", confidence)
         rows.append(
             {
                 "concurrency": best["concurrency"],

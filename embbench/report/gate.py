@@ -28,9 +28,9 @@ import pandas as pd
 
 from embbench.config.assertions import ALIASES, Assertion, Threshold
 from embbench.errors import ConfigError
-from embbench.report import stats, verdicts
+from embbench.report import stats
 from embbench.report.view import RunView
-from embbench.results import columns
+from embbench.results import columns, verdicts
 from embbench.results.folder import CAPACITY_COLUMNS, OK
 
 PASS, FAIL, INDETERMINATE = "pass", "fail", "indeterminate"

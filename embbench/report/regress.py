@@ -26,8 +26,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from embbench.config.assertions import Threshold
-from embbench.report import stats, verdicts
+from embbench.report import stats
 from embbench.report.gate import FAIL, INDETERMINATE, PASS, Judgement
+from embbench.results import verdicts
 from embbench.results.folder import OK, RunData
 
 

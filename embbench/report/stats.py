@@ -19,8 +19,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from embbench.errors import UsageError
-from embbench.report import verdicts
-from embbench.results import columns, levels
+from embbench.results import columns, levels, verdicts
 from embbench.results.columns import SUMMARY_COLUMNS
 from embbench.results.folder import OK
 

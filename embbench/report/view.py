@@ -66,7 +66,7 @@ class RunView:
     @functools.cached_property
     def winners(self) -> pd.DataFrame:
         """Per level, the label with the highest median rps and whether it truly won."""
-        return winners(self.agg)
+        return winners(self.agg, self.record.verdict_confidence)
 
     @functools.cached_property
     def failed(self) -> pd.DataFrame:
@@ -87,7 +87,9 @@ class RunView:
         """Every label against `baseline` (compare.compare_to_baseline), once per baseline.
         An unknown baseline raises UsageError."""
         if baseline not in self._against:
-            self._against[baseline] = compare_to_baseline(self.agg, baseline)
+            self._against[baseline] = compare_to_baseline(
+                self.agg, baseline, self.record.verdict_confidence
+            )
         return self._against[baseline]
 
     # -- what the charts draw from ----------------------------------------------------------

@@ -18,7 +18,8 @@ def speed_quality_figure(
     rows: Sequence[Mapping[str, Any]], speed_name: str, record: RunRecord
 ) -> Figure:
     """One point per label (report/retrieval.py's rows, `speed` their speed); a label with no
-    speed (below the floor: no capacity reported) is drawn at 0 with an open marker."""
+    speed (below the floor: no capacity reported) is drawn at 0 with an open marker, and one
+    flagged as caching (run/cache_check.py) says so: its speed is not comparable."""
     fig, ax = new_figure()
     labels = [str(r["label"]) for r in rows]
     colors = run_labels.colors(record, labels)
@@ -35,6 +36,8 @@ def speed_quality_figure(
         below = isinstance(floor, int | float) and x < float(floor)
         why = " (no capacity: below the floor)" if below else " (no capacity found)"
         name = names[label] + (why if missing else "")
+        if r.get("caches"):
+            name += " (caches: speed not comparable)"
         ax.errorbar([x], [y], xerr=xerr, fmt="o", ms=8, capsize=4, color=colors[label],
                     mfc="none" if missing else colors[label], label=name)  # fmt: skip
     if isinstance(floor, int | float):

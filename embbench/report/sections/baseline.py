@@ -10,8 +10,8 @@ from embbench.report.markdown import table as _table
 from embbench.report.markdown import with_ci as _with_ci
 from embbench.report.sections.base import ReportOptions, Section
 from embbench.report.stats import records
-from embbench.report.verdicts import SIGNIFICANT, TIE
 from embbench.report.view import RunView
+from embbench.results.verdicts import SIGNIFICANT, TIE
 
 
 def body(view: RunView, options: ReportOptions) -> list[str] | None:

@@ -29,6 +29,11 @@ def body(view: RunView, options: ReportOptions) -> list[str]:
         "level is a tie within the noise shown.",
         "",
     ]
+    design = view.record.sequential
+    if design is not None:  # an auto run: its verdicts are at the design's lower alpha
+        note = [*note, design.describe(), ""]
+        if design.undecided:
+            note = [*note, "Still undecided at the cap: " + "; ".join(design.undecided) + ".", ""]
     return [*note, *_table(headers, rows)] if rows else ["No cell finished with status ok."]
 
 

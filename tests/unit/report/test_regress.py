@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from embbench.config.assertions import Threshold, parse_thresholds
-from embbench.report import verdicts
 from embbench.report.gate import FAIL, INDETERMINATE, PASS
 from embbench.report.regress import check_regressions, judge_change, repeats_to_detect
+from embbench.results import verdicts
 from embbench.results.folder import RunData
 from embbench.results.record import RunRecord
 

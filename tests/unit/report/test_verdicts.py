@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from embbench.report.verdicts import (
+from embbench.results.verdicts import (
     MIN_TAIL_REQUESTS,
     NONE,
     PAIRED,

@@ -8,6 +8,10 @@ one repeat to the next is shared by both labels of a repeat and cancels. `compar
 
 Where no valid interval exists the word is "too few repeats", never "significant". The t
 quantile is computed here (it predates scipy as a dependency); the binomial CDF is scipy's.
+
+Pure maths, in results/ so that both sides of the record use one copy: report/ (its sections and
+stats) and run/ (`--repeats auto` decides
+whether a comparison needs another repeat with the same test: results/sequential.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""`--repeats auto`: after each round, which comparisons are still undecided, and the next
+round's cells (the design and its error rate: results/sequential.py).
+
+Pure functions of the summary rows a run has written so far; session.py plays the rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from embbench.config.run import EXTERNAL, RunConfig, VariantRun
+from embbench.results import levels
+from embbench.results.folder import OK
+from embbench.results.sequential import Sequential
+from embbench.results.verdicts import Comparison
+from embbench.run.plan import Cell, variant_order
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A level whose winner is undecided: its leader, the runner-up, the verdict so far."""
+
+    level: str
+    leader: str
+    runner_up: str
+    comparison: Comparison
+
+    def describe(self) -> str:
+        return f"{self.level}: {self.leader} vs {self.runner_up}, {self.comparison.describe()}"
+
+
+@dataclass
+class _Cell:
+    rps: dict[int, float]
+    p99: list[float]
+
+    def key(self) -> tuple[float, float]:
+        """As the report ranks (report/compare.py `winners`): highest median rps, then lowest
+        median p99; a label with no p99 after one with."""
+        p99 = statistics.median(self.p99) if self.p99 else math.inf
+        return -statistics.median(self.rps.values()), p99
+
+
+def pending(rows: Iterable[Mapping[str, Any]], design: Sequential) -> list[Pending]:
+    """Per level (in order of first appearance), the leader and the runner-up by median rps
+    over their ok repeats, and their paired comparison over the repeats both have, at the
+    design's level; the levels where it is not `design.decided`. A level with one label has
+    nothing to decide."""
+    by_level: dict[str, dict[str, _Cell]] = {}
+    for row in rows:
+        rps = _number(row.get("rps"))
+        if row.get("status") != OK or not rps > 0:
+            continue
+        cell = by_level.setdefault(levels.label_of(row), {}).setdefault(
+            str(row.get("label")), _Cell({}, [])
+        )
+        cell.rps[int(row.get("repeat") or 0)] = rps
+        p99 = _number(row.get("latency_p99_ms"))
+        if not math.isnan(p99):
+            cell.p99.append(p99)
+    found = []
+    for level, cells in by_level.items():
+        if len(cells) < 2:
+            continue
+        # Stable: equal keys keep the order of first appearance, as the report's sort does.
+        (leader, best), (runner_up, second) = sorted(cells.items(), key=lambda kv: kv[1].key())[:2]
+        shared = sorted(set(best.rps) & set(second.rps))
+        comparison = design.compare([second.rps[r] for r in shared], [best.rps[r] for r in shared])
+        if not design.decided(comparison):
+            found.append(Pending(level, leader, runner_up, comparison))
+    return found
+
+
+def next_round(
+    planned: Sequence[Cell], undecided: Sequence[Pending], repeat: int, config: RunConfig,
+    start: int,
+) -> list[Cell]:  # fmt: skip
+    """The cells of repeat `repeat` for the labels of the undecided levels: levels in the
+    plan's order, and inside a level the variants counterbalanced as plan.py orders them for
+    that repeat. `start` is the index of the first new cell (cells are numbered in run order)."""
+    wanted = {(p.level, label) for p in undecided for label in (p.leader, p.runner_up)}
+    loops = {cell.level: cell.loop for cell in planned}
+    runs = list(config.variants) or [VariantRun(name=EXTERNAL)]  # as plan.py lists them
+    positions = variant_order(len(runs), repeat, config.seed, config.order)
+    cells: list[Cell] = []
+    for level, loop in loops.items():
+        for position in positions:
+            if (level, runs[position].display) in wanted:
+                cells.append(Cell(start + len(cells), runs[position], loop, repeat))
+    return cells
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
