@@ -31,6 +31,8 @@ PROTOCOLS = ("predict", "tei", "openai")
 PAYLOADS = ("short", "medium", "long", "mixed")
 DEFAULT_CONCURRENCY = (10, 100, 1000)
 EXTERNAL = "external"  # the variant name of a server that runs elsewhere (--url)
+AUTO = "auto"  # `--repeats auto`: repeats until decided (results/sequential.py)
+AUTO_REPEATS = 2  # what an auto run gives every cell first: the fewest with an interval
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class VariantRun:
     name: str
     options: ServerOptions = field(default_factory=ServerOptions)
     label: str = ""
+    # The run's quality_corpus for this variant's cells (None: the run's), so that one run can
+    # interleave the same server with the retrieval measurement on and off (what it costs).
+    quality_corpus: int | None = None
 
     @property
     def display(self) -> str:
@@ -69,8 +74,18 @@ class RunConfig:
     )  # fmt: skip
     duration: float = option(15.0, "Measured seconds per cell.", label=None)
     warmup: float = option(5.0, "Seconds of load excluded first.", minimum=0, label=None)
-    repeats: int = option(1, "Repeats of every cell (order counterbalanced).", minimum=1,
-                          label=None)  # fmt: skip
+    # An integer, or "auto" (results/sequential.py): AUTO_REPEATS of every cell, then one
+    # more round at a time only for the cells of comparisons still undecided, up to
+    # max_repeats. Typed str first so that the flag takes `--repeats auto` (a digit string is
+    # made an int in __post_init__).
+    repeats: str | int = option(
+        1, "Repeats of every cell (order counterbalanced), or auto: 2, then more only where a "
+        "winner is undecided, up to --max-repeats.", minimum=1, label=None,
+    )  # fmt: skip
+    max_repeats: int = option(
+        5, "With --repeats auto: the most repeats any cell gets.", minimum=AUTO_REPEATS + 1,
+        maximum=20, label=None,
+    )  # fmt: skip
     payload: str = option("short", "short | medium | long | mixed.", choices=PAYLOADS, label=None)
     out: str = option("results", "Results folder.", label=None)
     run_id: str | None = option(None, "Name of the run folder.", label=None)
@@ -98,6 +113,11 @@ class RunConfig:
         96, "Retrieval-agreement documents embedded per cell (0: none; min 10).", minimum=0,
         maximum=800, label=None,
     )  # fmt: skip
+    # After each cell's window (run/after_window.py): batch invariance and the cache check.
+    server_checks: bool = option(
+        True, "After each cell's window: batch invariance and the cache-defeat check.",
+        label=None,
+    )  # fmt: skip
     startup_timeout: float = 180.0
     # `capacity --cores N`: the server's tree pinned to N cores (threads N), the load generator
     # to the others (machine/affinity.py); None: no pinning. Set per core count, not a flag.
@@ -115,6 +135,20 @@ class RunConfig:
     # What the run must show, judged after it (report/gate.py): `--assert` and [[assert]].
     assertions: tuple[Assertion, ...] = ()
 
+    def corpus_of(self, run: VariantRun) -> int:
+        """The retrieval corpus of `run`'s cells: its own quality_corpus, else the run's."""
+        return self.quality_corpus if run.quality_corpus is None else run.quality_corpus
+
+    @property
+    def adaptive(self) -> bool:
+        """`--repeats auto`: repeats are added where a verdict is undecided."""
+        return self.repeats == AUTO
+
+    @property
+    def planned_repeats(self) -> int:
+        """Repeats every cell gets (plan.py): the count, or an auto run's first AUTO_REPEATS."""
+        return AUTO_REPEATS if isinstance(self.repeats, str) else self.repeats
+
     def __post_init__(self) -> None:
         if not self.variants and self.url is None:
             raise ConfigError("no variant given: pass --variant NAME or a config file")
@@ -128,6 +162,9 @@ class RunConfig:
                     raise ConfigError(f"concurrency levels must be positive, got {value}")
                 for level in value:
                     check_value("concurrency levels", level, int, spec_of(each))
+                continue
+            if each.name == "repeats":
+                object.__setattr__(self, "repeats", _repeats(value))
                 continue
             if each.name == "rates":
                 if not isinstance(value, tuple):
@@ -146,15 +183,32 @@ class RunConfig:
             raise ConfigError(f"ceiling_seconds must be positive, got {self.ceiling_seconds}")
         if self.duration <= 0:
             raise ConfigError("duration must be positive and warmup not negative")
-        if 0 < self.quality_corpus < 10:
-            raise ConfigError(
-                f"--quality-corpus {self.quality_corpus}: recall@10 needs at least 10 "
-                "documents (0 turns the measurement off)"
-            )
+        for corpus in (self.quality_corpus, *(v.quality_corpus for v in self.variants)):
+            if corpus is not None:
+                check_value("quality_corpus", corpus, int, spec_of(_QUALITY_CORPUS))
+            if corpus is not None and 0 < corpus < 10:
+                raise ConfigError(
+                    f"--quality-corpus {corpus}: recall@10 needs at least 10 "
+                    "documents (0 turns the measurement off)"
+                )
         labels = [v.display for v in self.variants]
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:
             raise ConfigError(f"two variants share the label {dupes[0]!r}; give one a `label`")
+
+
+_QUALITY_CORPUS = next(f for f in fields(RunConfig) if f.name == "quality_corpus")
+
+
+def _repeats(value: Any) -> str | int:
+    """A count of repeats (>= 1, given as a number or digits) or AUTO."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if value == AUTO:
+        return AUTO
+    raise ConfigError(f"repeats must be a positive integer or {AUTO!r}, got {value!r}")
 
 
 def run_flag_fields() -> list[tuple[dataclasses.Field[Any], Any, Spec]]:
@@ -200,8 +254,9 @@ def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
             raise ConfigError(f"{path}: variant #{index + 1} has no name")
         name = str(entry.pop("name"))
         label = str(entry.pop("label", ""))
+        corpus = entry.pop("quality_corpus", None)  # a run setting a variant may set for itself
         options = server_options({**defaults, **entry}, f"{path} variant {name!r}")
-        variants.append(VariantRun(name=name, options=options, label=label))
+        variants.append(VariantRun(name=name, options=options, label=label, quality_corpus=corpus))
     return run, variants
 
 
@@ -239,7 +294,7 @@ def build_run_config(
         by_name = {r.name: r for r in runs}
         runs = [by_name.get(name, VariantRun(name=name)) for name in variants]
     overrides = dict(server or {})
-    runs = [VariantRun(r.name, override_options(r.options, overrides), r.label) for r in runs]
+    runs = [dataclasses.replace(r, options=override_options(r.options, overrides)) for r in runs]
     if given.get("url") is not None:
         options = override_options(ServerOptions(), overrides)
         runs = [VariantRun(name=EXTERNAL, options=options, label=label or EXTERNAL)]

@@ -120,6 +120,21 @@ COLUMNS: tuple[Column, ...] = (
                             ("doc_recall_at_10_ref", "doc recall@10 ref"))
       for part in ("", "_low", "_high")),
     _c("quality_queries", int, agg=FIRST),  # queries behind the retrieval figures
+    # After the window (run/after_window.py). Batch invariance (run/invariance.py): 1 - cosine
+    # of an answer in a batch against the same text's answer alone, the largest and the median
+    # over `batch_inputs` answers compared; `batch_largest`: the largest batch one rode in.
+    _c("batch_deviation", digits=6),
+    _c("batch_deviation_p50", digits=6),
+    _c("batch_inputs", int),
+    _c("batch_largest", int),
+    # The cache-defeat check (run/cache_check.py): median latency of distinct inputs over
+    # repeats of one, its 95 % interval over `cache_pairs` pairs; flagged as caching when the
+    # lower bound exceeds 1.1 (its throughput is then not comparable with the others').
+    _c("cache_speedup", digits=2),
+    _c("cache_speedup_low", digits=2),
+    _c("cache_speedup_high", digits=2),
+    _c("cache_pairs", int),
+    _c("cache_flag", bool, agg=ANY),
     _c("errors_connection", int),
     _c("errors_timeout", int),
     _c("errors_429", int),

@@ -24,6 +24,9 @@ reading every older version, migrating it in `_migrate`):
     Optional "assertions" (issue 30): the run's `--assert` / [[assert]] checks as text
     (`batched: p99_ms<=50`), judged again by every report; absent when there were none and
     in older files. Not repeated in "config" (the session leaves RunConfig's field out).
+    Optional "sequential" (issue 30, `--repeats auto`): the design that chose the repeats
+    (method, alpha, looks, the level of every verdict, the cap) and its rounds; absent from
+    runs with a fixed number of repeats, whose verdicts are at 95 %.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from embbench.errors import ResultsError
 from embbench.machine.files import write_text_atomically
 from embbench.machine.host import describe_host
 from embbench.results.ceilings import Ceilings
+from embbench.results.sequential import Sequential
 from embbench.results.traits import TRAITS_V1, Traits
+from embbench.results.verdicts import CONFIDENCE
 
 SCHEMA_VERSION = 2
 READS = (1, 2)  # schema versions `load` migrates to the current one
@@ -128,6 +133,7 @@ class RunRecord:
     slo_p99_ms: float | None = None
     command: tuple[str, ...] | None = None  # the command line that made the run (argv)
     assertions: tuple[str, ...] = ()  # config/assertions.py's texts, e.g. "p99_ms<=50"
+    sequential: Sequential | None = None  # how `--repeats auto` chose the repeats
     # Keys this version does not know (a hand-made fixture's note): kept and written back.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -154,6 +160,11 @@ class RunRecord:
     def settings(self) -> dict[str, Any]:
         """The run's settings but its variants (a flag or a run file's top level)."""
         return {k: v for k, v in self.config.items() if k != "variants"}
+
+    @property
+    def verdict_confidence(self) -> float:
+        """The level of the run's verdicts: 95 %, or an auto run's per-look level."""
+        return CONFIDENCE if self.sequential is None else self.sequential.confidence
 
     def with_cell(self, outcome: CellOutcome) -> RunRecord:
         return dataclasses.replace(self, cells=(*self.cells, outcome))
@@ -183,11 +194,13 @@ class RunRecord:
             "slo_p99_ms": self.slo_p99_ms,
             "command": list(self.command) if self.command is not None else None,
             "assertions": list(self.assertions) or None,
+            "sequential": self.sequential.to_json() if self.sequential else None,
             **self.extra,
         }
         # Left out when unset, as the runner always did: a reader of the file sees what was.
         optional = ("status", "pid", "finished_at", "payload_stats", "model", "autotune",
-                    "capacity", "slo_p99_ms", "command", "assertions")  # fmt: skip
+                    "capacity", "slo_p99_ms", "command", "assertions",
+                    "sequential")  # fmt: skip
         return {k: v for k, v in data.items() if not (k in optional and v is None)}
 
     @classmethod
@@ -238,6 +251,11 @@ class RunRecord:
                 else None
             ),
             assertions=tuple(a for a in data.get("assertions") or () if isinstance(a, str)),
+            sequential=(
+                Sequential.from_json(data["sequential"])
+                if isinstance(data.get("sequential"), Mapping)
+                else None
+            ),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -28,7 +28,7 @@ from embbench.machine.sampler import Sample, Sampler, wait_quiet
 from embbench.machine.startup import StartupWatch
 from embbench.results import folder as results
 from embbench.results.columns import Row
-from embbench.run import quality
+from embbench.run import after_window, quality
 from embbench.run.agreement import CellAgreement
 from embbench.run.model_check import disagreement_causes
 from embbench.run.plan import Cell
@@ -79,10 +79,9 @@ class CellRunner:
             self.reference = quality.references(
                 str(resolve_model(self.options.model)), self.payloads, self.options.max_seq_length
             )
-            if self.config.quality_corpus:
-                self.agreement = CellAgreement(
-                    self.config.quality_corpus, str(resolve_model(self.options.model))
-                )
+            corpus = self.config.corpus_of(self.cell.run)
+            if corpus:
+                self.agreement = CellAgreement(corpus, str(resolve_model(self.options.model)))
             # The previous cell's server is stopped; let the machine settle before this one.
             self.row["quiet_s"], self.row["quiet_cpu_pct"] = wait_quiet()
             url, protocol, server = self._start_server()
@@ -101,6 +100,7 @@ class CellRunner:
             sampler.watch_loadgen(load.pid or 0)
             self._watch(load, server)
             self.row.setdefault("status", results.OK)
+            self._after_window(url, protocol, load)
         except KeyboardInterrupt:
             self.row["status"] = results.INTERRUPTED
             self.row["failure_reason"] = "interrupted"
@@ -260,6 +260,22 @@ class CellRunner:
             return ""
         causes = disagreement_causes(self.server_info, spec, self.options.max_seq_length)
         return f" ({'; '.join(causes)})" if causes else ""
+
+    def _after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
+        """Batch invariance and the cache check (run/after_window.py), once Locust and the
+        retrieval corpus's client have stopped: none of their requests is in the window."""
+        if not self.config.server_checks:
+            return
+        load.stop()
+        if self.agreement is not None:
+            self.agreement.finish()
+        self.row.update(
+            after_window.check_server(
+                url, protocol, self.payloads, model=self.row["model"], info=self.server_info,
+                warn=lambda text: self.progress.warn(f"{self.cell.name}: {text}"),
+                seed=self.config.seed,
+            )
+        )  # fmt: skip
 
     def _start_load(self, url: str, protocol: str) -> LoadProcess:
         spec = LoadSpec(

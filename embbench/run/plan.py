@@ -55,7 +55,7 @@ def plan(config: RunConfig) -> list[Cell]:
     runs = list(config.variants) or [VariantRun(name=EXTERNAL)]
     levels = loops.levels_of(config)
     cells: list[Cell] = []
-    for repeat in range(config.repeats):
+    for repeat in range(config.planned_repeats):
         for loop in levels:
             for position in variant_order(len(runs), repeat, config.seed, config.order):
                 cells.append(Cell(len(cells), runs[position], loop, repeat))

@@ -2,6 +2,8 @@
 
 Nothing here knows a variant by name: variants say how to prepare and launch, cell.py runs one
 cell, and this module keeps run.json and summary.csv up to date so an interrupt keeps them.
+With `--repeats auto` the plan is the first rounds only; rounds of the cells whose comparison
+is undecided follow (adaptive.py picks them, results/sequential.py is the design).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from embbench.results.record import (
     Host,
     RunRecord,
 )
+from embbench.results.sequential import Round, Sequential
+from embbench.run import adaptive
 from embbench.run.cell import CellRunner
 from embbench.run.plan import Cell, plan
 from embbench.run.progress import ProgressListener
@@ -101,6 +105,8 @@ class RunSession:
                 for run in config.variants
                 if run.name != EXTERNAL  # a server elsewhere: its traits are not ours to say
             },
+            # Written before the first cell: the report judges by its level even mid-run.
+            sequential=Sequential(max_repeats=config.max_repeats) if config.adaptive else None,
         )
         self.save()
         self.summary = results.SummaryWriter(self.folder.summary)
@@ -163,6 +169,17 @@ class RunSession:
             ceilings = dataclasses.replace(ceilings, **{when: (*getattr(ceilings, when), *found)})
             self.record = dataclasses.replace(self.record, ceilings=ceilings)
 
+    def add_round(self, cells: list[Cell], undecided: list[adaptive.Pending]) -> None:
+        """Record an auto run's next round (its cells join the run's order) before it runs."""
+        design = self.record.sequential
+        assert design is not None, "rounds are added to auto runs only"
+        added = Round(cells[0].repeat, len(cells), tuple(p.describe() for p in undecided))
+        design = dataclasses.replace(design, rounds=(*design.rounds, added))
+        self.record = dataclasses.replace(
+            self.record, sequential=design, order=(*self.record.order, *(c.name for c in cells))
+        )
+        self.save()
+
     def finish(self, interrupted: bool) -> RunOutcome:
         self.outcome.interrupted = interrupted
         self.record = dataclasses.replace(
@@ -186,12 +203,43 @@ def run_benchmark(config: RunConfig, progress: ProgressListener | None = None) -
             if previous is not None and previous.repeat != cell.repeat:
                 session.measure_ceilings(BETWEEN, repeat=previous.repeat)
             session.run_cell(cell)
+        if config.adaptive:
+            repeat_until_decided(session, cells)
         session.measure_ceilings(AFTER)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         outcome = session.finish(interrupted)
     return outcome
+
+
+def repeat_until_decided(session: RunSession, planned: list[Cell]) -> None:
+    """An auto run's rounds: while a level's winner is undecided and the cap allows, one
+    more repeat of its leader and runner-up (counterbalanced, like the plan's). What is left
+    undecided at the cap is recorded; the report says so in its verdicts."""
+    design = session.record.sequential
+    assert design is not None, "an auto run records its design first"
+    ran = len(planned)
+    for repeat in range(planned[-1].repeat + 1, design.max_repeats):
+        undecided = adaptive.pending(session.outcome.rows, design)
+        if not undecided:
+            break
+        cells = adaptive.next_round(planned, undecided, repeat, session.config, start=ran)
+        session.progress.note(
+            f"repeat {repeat + 1} of at most {design.max_repeats}: {len(cells)} cells for "
+            f"{len(undecided)} undecided level(s): " + "; ".join(p.describe() for p in undecided)
+        )
+        # No offline ceilings between these rounds: a round is a few cells, and measuring every
+        # backend again would take about as long; its cells are judged against the ceiling
+        # measured after the cells (ceilings.around).
+        session.add_round(cells, undecided)
+        for cell in cells:
+            session.run_cell(cell)
+        ran += len(cells)
+    left = tuple(p.describe() for p in adaptive.pending(session.outcome.rows, design))
+    design = dataclasses.replace(session.record.sequential or design, undecided=left)
+    session.record = dataclasses.replace(session.record, sequential=design)
+    session.save()
 
 
 # When a ceiling is measured: the field of Ceilings it goes to.

@@ -76,6 +76,9 @@ def test_a_server_that_swaps_vectors_inside_a_batch_is_caught(tmp_path: Path) ->
     assert len(swapped) == row["mismatched"]
     # A swapped answer is another input's vector: near 1 to that input's reference.
     assert swapped["nearest_other_cosine"].min() >= 0.999
+    # After the window, the batch-invariance check sees it too: a text's answer inside a batch
+    # is another text's vector, far from its answer alone.
+    assert row["batch_inputs"] > 0 and row["batch_deviation"] > 0.1
 
 
 def test_a_correct_server_passes_and_records_its_cosines(tmp_path: Path) -> None:
@@ -96,6 +99,14 @@ def test_a_correct_server_passes_and_records_its_cosines(tmp_path: Path) -> None
     assert row["recall_at_10"] >= 0.99 and row["ndcg_at_10"] >= 0.99 and row["spearman"] >= 0.99
     assert row["doc_recall_at_10"] == pytest.approx(row["doc_recall_at_10_ref"], abs=0.02)
     assert float(summary.loc[0, "recall_at_10"]) == row["recall_at_10"]
+    # After the window: fp32 answers barely move with their batch-mates (padding changes the
+    # matrix shapes, not the result beyond float rounding), and an honest server is not
+    # flagged as caching (the flag needs repeats > 10 % faster beyond the interval's noise).
+    assert row["batch_inputs"] >= 100 and row["batch_deviation"] < 1e-4
+    assert row["batch_largest"] >= 2
+    assert row["cache_pairs"] == 32 and row["cache_flag"] is False
+    assert row["cache_speedup_low"] <= row["cache_speedup"] <= row["cache_speedup_high"]
+    assert str(summary.loc[0, "cache_flag"]) == "False"
 
 
 def test_a_server_slightly_wrong_falls_below_the_recall_floor(tmp_path: Path) -> None:
@@ -104,19 +115,44 @@ def test_a_server_slightly_wrong_falls_below_the_recall_floor(tmp_path: Path) ->
         row = run_against(url, pid, tmp_path, protocol="tei", check_rate=0)
     assert row["quality_queries"] == 48
     assert row["recall_at_10_high"] < 0.99 and row["ndcg_at_10_high"] < 0.99
+    # Its noise is drawn anew for every forward pass: the same text alone twice differs.
+    assert row["batch_deviation"] > 1e-3
 
 
 def test_a_shorter_max_seq_length_agrees_less_with_the_model(tmp_path: Path) -> None:
     # The reference keeps the model's own length (256): documents cut at 32 tokens are other
-    # documents to a search, which the figures show (the same server at 256: 1.0, above).
-    variant = VariantRun("batched", ServerOptions(max_seq_length=32))
+    # documents to a search. The same variant at the model's length, in the same run, is the
+    # comparison: its interval lies above the shortened one's.
+    short = VariantRun("batched", ServerOptions(max_seq_length=32), label="short")
+    own = VariantRun("batched", label="own")
     config = RunConfig(
-        variants=(variant,), concurrency=(8,), duration=2.5, warmup=1.0, payload="mixed",
-        out=str(tmp_path / "results"), check_rate=0,
+        variants=(short, own), concurrency=(8,), duration=2.5, warmup=1.0, payload="mixed",
+        out=str(tmp_path / "results"), check_rate=0, server_checks=False,
     )  # fmt: skip
-    [row] = run_benchmark(config).rows
-    assert row["status"] == results.OK and row["quality_queries"] == 48
-    assert row["recall_at_10_high"] < 0.99 and row["spearman"] < 0.99
+    rows = {row["label"]: row for row in run_benchmark(config).rows}
+    cut, full = rows["short"], rows["own"]
+    assert cut["status"] == full["status"] == results.OK
+    assert cut["quality_queries"] == full["quality_queries"] == 48
+    assert cut["recall_at_10_high"] < full["recall_at_10_low"]
+    assert cut["ndcg_at_10_high"] < full["ndcg_at_10_low"]
+    assert cut["spearman"] < full["spearman"] and cut["recall_at_10_high"] < 0.99
+    # Off, the checks after the window leave their columns empty.
+    assert cut["batch_inputs"] is None and cut["cache_flag"] is None
+
+
+def test_quality_corpus_set_per_variant_measures_only_that_variant(tmp_path: Path) -> None:
+    # What the quality-cost experiment relies on: one run, the same server with the
+    # retrieval measurement on and off (configs/experiments/quality-cost.toml).
+    on = VariantRun("shared-mutex", label="on")
+    off = VariantRun("shared-mutex", label="off", quality_corpus=0)
+    config = RunConfig(
+        variants=(on, off), concurrency=(4,), duration=2.5, warmup=1.0, check_rate=0,
+        out=str(tmp_path / "results"), quality_corpus=20, server_checks=False,
+    )  # fmt: skip
+    rows = {row["label"]: row for row in run_benchmark(config).rows}
+    assert rows["on"]["status"] == rows["off"]["status"] == results.OK
+    assert rows["on"]["quality_queries"] == 10 and rows["on"]["recall_at_10"] >= 0.99
+    assert rows["off"]["quality_queries"] is None and rows["off"]["recall_at_10"] is None
 
 
 def test_answers_of_every_locust_process_reach_the_check(tmp_path: Path) -> None:
