@@ -122,6 +122,11 @@ class RunConfig:
     # `capacity --cores N`: the server's tree pinned to N cores (threads N), the load generator
     # to the others (machine/affinity.py); None: no pinning. Set per core count, not a flag.
     pin_cores: int | None = None
+    # `capacity` sets it: the retrieval corpus is embedded after the window instead of in it.
+    # A capacity probe judges p99 at a low rate, where the corpus's batches (each holding a
+    # mutex or a stream for tens of ms) would be most of the tail: shared-mutex "failed" 50 ms
+    # at 1 rps on its own corpus traffic (run 20261203-224616). Not a flag.
+    corpus_after_window: bool = False
     seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
     # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.
     order: str = option(

@@ -70,8 +70,9 @@ def run_capacity(
     config: RunConfig, target: Target, progress: ProgressListener | None = None
 ) -> CapacityOutcome:
     progress = progress or ProgressListener()
-    # The ceiling's CPU per embedding is what the capacity table sets each server against.
-    config = dataclasses.replace(config, ceiling=True)
+    # The ceiling's CPU per embedding is what the capacity table sets each server against; the
+    # retrieval corpus waits for the window to close (RunConfig.corpus_after_window).
+    config = dataclasses.replace(config, ceiling=True, corpus_after_window=True)
     if target.quality_floor is not None and not config.quality_corpus:
         raise ConfigError("--quality-floor needs the retrieval measurement (--quality-corpus > 0)")
     check(config)

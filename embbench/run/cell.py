@@ -91,7 +91,7 @@ class CellRunner:
             sampler.start()
             load = self._start_load(url, protocol)
             self._pin(load.pid, server=False)
-            if self.agreement is not None:
+            if self.agreement is not None and not self.config.corpus_after_window:
                 self.agreement.start(
                     url, protocol, model=self.row["model"], info=self.server_info,
                     duration_s=self.config.duration,
@@ -100,6 +100,7 @@ class CellRunner:
             sampler.watch_loadgen(load.pid or 0)
             self._watch(load, server)
             self.row.setdefault("status", results.OK)
+            self._corpus_after_window(url, protocol, load)
             self._after_window(url, protocol, load)
         except KeyboardInterrupt:
             self.row["status"] = results.INTERRUPTED
@@ -124,7 +125,9 @@ class CellRunner:
         self.request_rows = recorded.rows  # kept for callers that judge the cell (capacity)
         self.verdict = recorded.verdict
         if self.agreement is not None:
-            self.row.update(self.agreement.columns(self.window, self.progress.warn))
+            # After the window by design in capacity probes: nothing to warn about then.
+            window = None if self.config.corpus_after_window else self.window
+            self.row.update(self.agreement.columns(window, self.progress.warn))
         return self.row
 
     # -- steps -------------------------------------------------------------------------------
@@ -260,6 +263,17 @@ class CellRunner:
             return ""
         causes = disagreement_causes(self.server_info, spec, self.options.max_seq_length)
         return f" ({'; '.join(causes)})" if causes else ""
+
+    def _corpus_after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
+        """A capacity probe's retrieval corpus: sent once Locust has stopped, back to back."""
+        if self.agreement is None or not self.config.corpus_after_window:
+            return
+        load.stop()
+        self.agreement.start(
+            url, protocol, model=self.row["model"], info=self.server_info, duration_s=0.0,
+            opens=time.time,
+        )  # fmt: skip
+        self.agreement.finish()
 
     def _after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
         """Batch invariance and the cache check (run/after_window.py), once Locust and the
