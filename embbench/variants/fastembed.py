@@ -10,8 +10,10 @@ as None.
 
 from __future__ import annotations
 
+import importlib.util
+
 from embbench.config.options import ServerOptions
-from embbench.errors import ConfigError
+from embbench.errors import ConfigError, PeerUnavailableError
 from embbench.variants.batched import Batched
 
 
@@ -28,5 +30,11 @@ class Fastembed(Batched):
             raise ConfigError(
                 "the fastembed variant runs fastembed's engine: give it --backend fastembed "
                 '(in a run file: backend = "fastembed")'
+            )
+        # Found before the server starts: otherwise the cell fails on a server log's ImportError.
+        if importlib.util.find_spec("fastembed") is None:
+            raise PeerUnavailableError(
+                "the fastembed variant needs fastembed: run `make peers` "
+                "(scripts/install_fastembed.sh installs it into .venv)"
             )
         super().check(options)

@@ -223,3 +223,15 @@ def test_peers_are_registered() -> None:
     assert isinstance(get_variant("tei"), Tei) and isinstance(get_variant("infinity"), Infinity)
     assert REGISTRY["tei"].external and REGISTRY["infinity"].external
     assert infinity_mod.DEFAULT_VENV == ROOT / ".venv-infinity"
+
+
+def test_fastembed_check_without_fastembed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embbench.variants import fastembed as fastembed_mod
+
+    real = fastembed_mod.importlib.util.find_spec
+    monkeypatch.setattr(
+        fastembed_mod.importlib.util, "find_spec",
+        lambda name, *a: None if name == "fastembed" else real(name, *a),
+    )  # fmt: skip
+    with pytest.raises(PeerUnavailableError, match="make peers"):
+        get_variant("fastembed").check(ServerOptions(backend="fastembed"))
