@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from embbench.report.stats import aggregate, level_order, ratio, records, resolve_label
-from embbench.results import verdicts
+from embbench.results import ranking, verdicts
 from embbench.results.folder import RunData
 from embbench.results.verdicts import Comparison
 
@@ -82,25 +82,23 @@ def compare_to_baseline(
 def winners(agg: pd.DataFrame, confidence: float = verdicts.CONFIDENCE) -> pd.DataFrame:
     """Per concurrency, the label with the highest median rps, and whether it truly won.
 
-    `decided` is True only where the paired comparison with the runner-up is significant;
-    otherwise the level is a tie within the noise (`verdict` says which words apply).
+    Labels rank by results/ranking.py's rule; a label flagged as caching at a level does not
+    rank there (`cache_exclusions` says so). `decided` is True only where the paired
+    comparison with the runner-up is significant; otherwise the level is a tie within the
+    noise (`verdict` says which words apply).
     """
     rows: list[dict[str, Any]] = []
-    ranked_all = agg[(agg["n_ok"] > 0) & agg["rps"].notna()]
-    for level in sorted(ranked_all["level"].unique(), key=level_order):
-        group = ranked_all[ranked_all["level"] == level]
-        ranked = records(
-            group.sort_values(
-                ["rps", "latency_p99_ms"], ascending=[False, True], na_position="last",
-                kind="stable",
-            )
-        )  # fmt: skip
+    cells = {(row["label"], row["level"]): row for row in records(agg)}
+    for found in sorted(ranking.rank(cells.values()), key=lambda f: level_order(f.level)):
+        if not found.labels:  # every label that ran here caches: nothing to name
+            continue
+        ranked = [cells[(label, found.level)] for label in found.labels]
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         verdict = None if second is None else compare_cells(second, best, "rps", confidence)
         rows.append(
             {
                 "concurrency": best["concurrency"],
-                "level": level,
+                "level": found.level,
                 "label": best["label"],
                 "rps": best["rps"],
                 "latency_p99_ms": best["latency_p99_ms"],
@@ -114,6 +112,12 @@ def winners(agg: pd.DataFrame, confidence: float = verdicts.CONFIDENCE) -> pd.Da
             }
         )
     return pd.DataFrame(rows, columns=WINNER_COLUMNS)
+
+
+def cache_exclusions(agg: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """One plain line per label that `winners` left out of some level for caching
+    (`agg` as winners reads it, `frame` the prepared summary it was aggregated from)."""
+    return ranking.exclusion_lines(ranking.rank(records(agg)), records(frame))
 
 
 WINNER_COLUMNS = [

@@ -19,7 +19,8 @@ The arithmetic, per (variant, replica size):
 Replicas are assumed to add up (independent machines or pods, a balancer in front); what a
 replica size that was not measured is planned by linear scaling and said in `extrapolation`,
 never assumed silently; a capacity that is only a floor (the search did not bracket it) makes
-the plan conservative, and is said in `caveat`.
+the plan conservative, and is said in `caveat`. A variant with a probe flagged as caching
+(run/cache_check.py) is never chosen: its capacity measures its cache; `why_not` says so.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from embbench.errors import ConfigError, ResultsError
 from embbench.report.prices import DEFAULT_PRICE_PER_CORE_HOUR, HOURS_PER_MONTH
+from embbench.results import ranking
 from embbench.results.cores import base_label
 from embbench.results.folder import OK, RunData, load_run
 
@@ -90,6 +92,8 @@ class Measured:
     reason: str = ""  # the search's own account (capacity.csv's reason)
     quality_name: str = ""  # what `quality` is: "recall@10" or "cosine min"
     base: str = ""  # the label without its core count: the variant across core counts
+    # Why its capacity is not compared, when a probe was flagged as caching ("": none was).
+    caching: str = ""
 
     @property
     def sustains(self) -> str:
@@ -139,6 +143,7 @@ class Option:
     why_not: str  # why it does not meet the target ("" when it does)
     extrapolation: str  # what the figures rest on beyond the measurements ("" when nothing)
     caveat: str = ""  # what makes them conservative (a capacity that is only a floor)
+    caches: bool = False  # left out because it caches (why_not says so)
 
     @property
     def holds_in(self) -> str:
@@ -178,6 +183,9 @@ class Plan:
             text += f". Rests on an extrapolation: {c.extrapolation}"
         if c.caveat:
             text += f". Conservative: {c.caveat}"
+        left_out = [f"{o.label} is {o.why_not}" for o in self.options if o.caches]
+        if left_out:
+            text += ". Left out: " + "; ".join(left_out)
         return text + "."
 
     def to_json(self) -> dict[str, Any]:
@@ -253,6 +261,7 @@ def measured_from(data: RunData) -> list[Measured]:
                 quality_name=quality_name,
                 cores_measured=(),
                 reason=row["reason"] if isinstance(row.get("reason"), str) else "",
+                caching=_caching(probes),
             )
         )
     counts: dict[str, set[int]] = {}
@@ -278,7 +287,16 @@ def read_runs(paths: Sequence[Path]) -> list[Measured]:
 # -- planning ------------------------------------------------------------------------------
 
 
+def _caching(probes: pd.DataFrame) -> str:
+    """Why a capacity cannot be compared: more than half of its probes flagged as caching
+    (results/ranking.py)."""
+    found = ranking.caching(cast(list[dict[str, Any]], probes.to_dict("records")))
+    return found.words() if found.caches else ""
+
+
 def _why_not(m: Measured, target: PlanTarget) -> str:
+    if m.caching:  # its capacity measures its cache: first, whatever else holds
+        return m.caching
     if m.slo_p99_ms > target.slo_p99_ms:
         return (f"measured at p99 <= {m.slo_p99_ms:g} ms, looser than the target's "
                 f"{target.slo_p99_ms:g} ms")  # fmt: skip
@@ -310,7 +328,8 @@ def plan_one(m: Measured, target: PlanTarget, cores: int | None = None) -> Optio
     if why_not or not capacity:
         return Option(m.label, m.run, cores, m.capacity_rps, m.capacity_high_rps, None, None,
                       None, None, None, None, None, m.startup_s, m.cores_measured, False,
-                      why_not or "no capacity", "; ".join(notes), caveat)  # fmt: skip
+                      why_not or "no capacity", "; ".join(notes), caveat,
+                      caches=bool(m.caching))  # fmt: skip
     replica_rps = capacity * target.headroom
     replicas = math.ceil(target.target_rps / replica_rps - 1e-9)
     memory_mb = max(m.pss_mb or 0.0, m.startup_pss_mb or 0.0) or None

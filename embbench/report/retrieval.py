@@ -13,6 +13,7 @@ import pandas as pd
 
 from embbench.report import stats
 from embbench.report.view import RunView
+from embbench.results import ranking
 
 METRICS = ("recall_at_10", "ndcg_at_10", "spearman", "doc_recall_at_10", "doc_recall_at_10_ref")
 
@@ -92,7 +93,7 @@ def label_checks(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
             "cache_pairs": int(max(_finite(c.get("cache_pairs") for c in cache) or [0])),
             "cache_cells": len(cache),
             "cache_flagged_cells": flagged,
-            "caches": bool(cache) and flagged * 2 > len(cache),
+            "caches": ranking.caching(cache).caches,
         }
     return out
 

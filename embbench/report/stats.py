@@ -33,6 +33,7 @@ SUM_COLUMNS = tuple(c.name for c in columns.where(agg=columns.SUM))
 MIN_COLUMNS = tuple(c.name for c in columns.where(agg=columns.MIN))
 FLAGS = tuple((c.name, c.name) for c in columns.where(agg=columns.ANY))
 FALSE_FLAGS = tuple((c.name, c.agg_name) for c in columns.where(agg=columns.ANY_FALSE))
+MAJORITY_FLAGS = tuple(c.name for c in columns.where(agg=columns.MAJORITY))
 
 AGG_COLUMNS = [
     "label", "concurrency", "level", "variant", *FIRST_COLUMNS,
@@ -40,7 +41,7 @@ AGG_COLUMNS = [
     *MEDIAN_COLUMNS, *MIN_COLUMNS,
     *(f"{c}_{s}" for c in INTERVAL_COLUMNS for s in ("values", "by_repeat", "ci_low", "ci_high")),
     "rps_cv", "unstable", "detectable_pct", "requests_min", "p99_imprecise",
-    *(name for _, name in FLAGS), *(name for _, name in FALSE_FLAGS),
+    *(name for _, name in FLAGS), *(name for _, name in FALSE_FLAGS), *MAJORITY_FLAGS,
 ]  # fmt: skip
 
 CONFIDENCE = 0.95
@@ -137,6 +138,9 @@ def aggregate_prepared(frame: pd.DataFrame) -> pd.DataFrame:
             row[name] = bool(is_true(group[column]).any())
         for column, name in FALSE_FLAGS:
             row[name] = bool(is_false(group[column]).any())
+        for column in MAJORITY_FLAGS:
+            recorded = int((is_true(group[column]) | is_false(group[column])).sum())
+            row[column] = 2 * int(is_true(group[column]).sum()) > recorded
         rows.append(row)
     return pd.DataFrame(rows, columns=AGG_COLUMNS)
 

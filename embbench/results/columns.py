@@ -16,8 +16,9 @@ from typing import Any
 from embbench.results.phases import SUMMARY as PHASE_SUMMARY
 
 # How a column aggregates over the ok repeats of one (label, concurrency):
-MEDIAN, MIN, SUM, FIRST, ANY, ANY_FALSE, NONE = (
-    "median", "min", "sum", "first", "any", "any_false", "none"
+# (MAJORITY: true where more than half of the repeats that recorded the flag carry it.)
+MEDIAN, MIN, SUM, FIRST, ANY, ANY_FALSE, MAJORITY, NONE = (
+    "median", "min", "sum", "first", "any", "any_false", "majority", "none"
 )  # fmt: skip
 REPORT, CONSOLE = "report", "console"  # the tables a column appears in
 
@@ -134,7 +135,9 @@ COLUMNS: tuple[Column, ...] = (
     _c("cache_speedup_low", digits=2),
     _c("cache_speedup_high", digits=2),
     _c("cache_pairs", int),
-    _c("cache_flag", bool, agg=ANY),
+    # Majority, not any: an honest server is flagged in under 2.5 % of cells, a cache in every
+    # one, and a flagged label is left out of the ranking (results/ranking.py).
+    _c("cache_flag", bool, agg=MAJORITY),
     _c("errors_connection", int),
     _c("errors_timeout", int),
     _c("errors_429", int),

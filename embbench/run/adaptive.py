@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embbench.config.run import EXTERNAL, RunConfig, VariantRun
-from embbench.results import levels
+from embbench.results import levels, ranking
 from embbench.results.folder import OK
 from embbench.results.sequential import Sequential
 from embbench.results.verdicts import Comparison
@@ -38,41 +38,50 @@ class _Cell:
     rps: dict[int, float]
     p99: list[float]
 
-    def key(self) -> tuple[float, float]:
-        """As the report ranks (report/compare.py `winners`): highest median rps, then lowest
-        median p99; a label with no p99 after one with."""
-        p99 = statistics.median(self.p99) if self.p99 else math.inf
-        return -statistics.median(self.rps.values()), p99
+    def ranked(self, label: str, level: str, caches: bool) -> dict[str, Any]:
+        """The cell as results/ranking.py ranks it: medians over its ok repeats."""
+        p99 = statistics.median(self.p99) if self.p99 else math.nan
+        return {"label": label, "level": level, "rps": statistics.median(self.rps.values()),
+                "latency_p99_ms": p99, "cache_flag": caches}  # fmt: skip
 
 
 def pending(rows: Iterable[Mapping[str, Any]], design: Sequential) -> list[Pending]:
-    """Per level (in order of first appearance), the leader and the runner-up by median rps
-    over their ok repeats, and their paired comparison over the repeats both have, at the
-    design's level; the levels where it is not `design.decided`. A level with one label has
-    nothing to decide."""
+    """Per level (in order of first appearance), the leader and the runner-up as the report
+    ranks them (results/ranking.py: median rps over their ok repeats, then p99; a label
+    flagged as caching there does not rank), and their paired comparison over the repeats
+    both have, at the design's level; the levels where it is not `design.decided`. A level
+    with one label has nothing to decide."""
     by_level: dict[str, dict[str, _Cell]] = {}
+    # The cache check follows the window, so a failed cell's verdict counts too (as the
+    # report's aggregate counts it).
+    checks: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
+        level, label = levels.label_of(row), str(row.get("label"))
+        checks.setdefault((level, label), []).append(row)
         rps = _number(row.get("rps"))
         if row.get("status") != OK or not rps > 0:
             continue
-        cell = by_level.setdefault(levels.label_of(row), {}).setdefault(
-            str(row.get("label")), _Cell({}, [])
-        )
+        cell = by_level.setdefault(level, {}).setdefault(label, _Cell({}, []))
         cell.rps[int(row.get("repeat") or 0)] = rps
         p99 = _number(row.get("latency_p99_ms"))
         if not math.isnan(p99):
             cell.p99.append(p99)
-    found = []
-    for level, cells in by_level.items():
-        if len(cells) < 2:
+    cells = [
+        cell.ranked(label, level, ranking.caching(checks[(level, label)]).caches)
+        for level, found in by_level.items()
+        for label, cell in found.items()
+    ]
+    undecided = []
+    for ranked in ranking.rank(cells):
+        if len(ranked.labels) < 2:
             continue
-        # Stable: equal keys keep the order of first appearance, as the report's sort does.
-        (leader, best), (runner_up, second) = sorted(cells.items(), key=lambda kv: kv[1].key())[:2]
+        leader, runner_up = ranked.labels[:2]
+        best, second = by_level[ranked.level][leader], by_level[ranked.level][runner_up]
         shared = sorted(set(best.rps) & set(second.rps))
         comparison = design.compare([second.rps[r] for r in shared], [best.rps[r] for r in shared])
         if not design.decided(comparison):
-            found.append(Pending(level, leader, runner_up, comparison))
-    return found
+            undecided.append(Pending(ranked.level, leader, runner_up, comparison))
+    return undecided
 
 
 def next_round(

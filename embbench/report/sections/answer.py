@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from embbench.errors import EmbbenchError
+from embbench.report.compare import cache_exclusions
 from embbench.report.markdown import level_cell, num, table
 from embbench.report.plan import Measured, measured_from
 from embbench.report.prices import HOURS_PER_MONTH
@@ -38,12 +39,14 @@ def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
     slo = measured[0].slo_p99_ms
     ranked = sorted(measured, key=lambda m: -(m.capacity_rps or 0) / m.cores)
     rows = [
-        [m.label, str(m.cores), m.sustains, num((m.capacity_rps or math.nan) / m.cores, 1),
+        [m.label, str(m.cores), m.sustains + ("; caches: not compared" if m.caching else ""),
+         num((m.capacity_rps or math.nan) / m.cores, 1),
          num(m.pss_mb, 0), num(m.startup_s, 1),
          num(_usd_per_million(m, options.price_per_core_hour), 3)]
         for m in ranked
     ]  # fmt: skip
-    best = ranked[0]
+    # A variant flagged as caching is not compared (results/ranking.py): never "most per core".
+    best = next((m for m in ranked if not m.caching), None)
     lines = [
         f"Within p99 <= {slo:g} ms (from the scheduled send, open loop):",
         "",
@@ -52,14 +55,16 @@ def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
                 f"(at {options.price_per_core_hour:g}/core-hour)"], rows),
         "",
     ]  # fmt: skip
-    if best.capacity_rps:
+    lines += [f"{m.label} is {m.caching}." for m in ranked if m.caching]
+    if best is not None and best.capacity_rps:
         lines.append(
             f"Most per core: {best.label} ({best.sustains}). For a traffic target, "
             f"`embbench plan {view.run.path.name} --target-rps R --slo-p99-ms {slo:g}` sizes "
             f"the replicas and prices them ({HOURS_PER_MONTH:g} h a month)."
         )
     else:
-        lines.append(f"No variant met p99 <= {slo:g} ms at any rate tried.")
+        others = " other" if any(m.caching for m in ranked) else ""
+        lines.append(f"No{others} variant met p99 <= {slo:g} ms at any rate tried.")
     scaled = scaling(measured)
     if scaled:
         lines += ["", *(f"- {s.words}" for s in scaled)]
@@ -68,7 +73,8 @@ def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
 
 def closed_answer(view: RunView) -> list[str] | None:
     rows = records(view.winners)
-    if not rows:
+    excluded = cache_exclusions(view.agg, view.frame)
+    if not rows and not excluded:
         return None
     lines = []
     for r in rows:
@@ -94,6 +100,7 @@ def closed_answer(view: RunView) -> list[str] | None:
         "",
         *lines,
         "",
+        *((*excluded, "") if excluded else ()),
         "What this run cannot tell: it set no latency target, so it does not say which way of "
         "serving meets one, nor at what rate; `embbench capacity --slo-p99-ms MS` does, and "
         "`embbench plan` turns that into replicas and cost.",

@@ -86,7 +86,8 @@ def _words(view: RunView) -> dict[str, str]:
     """Per label, its capacity in words ("sustains 17.8 rps; 18.6 too close to call"), not a
     bare status beside a number (report/plan.py reads the rate probed above it)."""
     try:
-        return {m.label: m.sustains for m in measured_from(view.run)}
+        return {m.label: m.sustains + ("; caches: not compared" if m.caching else "")
+                for m in measured_from(view.run)}  # fmt: skip
     except EmbbenchError:
         return {}
 

@@ -1,10 +1,12 @@
 """The winners: per level, the label with the highest median throughput, named only where
-the paired comparison with the runner-up is significant."""
+the paired comparison with the runner-up is significant; a label flagged as caching is not
+ranked, and a line says so."""
 
 from __future__ import annotations
 
 import math
 
+from embbench.report.compare import cache_exclusions
 from embbench.report.markdown import headings, level_cell
 from embbench.report.markdown import num as _num
 from embbench.report.markdown import table as _table
@@ -29,12 +31,20 @@ def body(view: RunView, options: ReportOptions) -> list[str]:
         "level is a tie within the noise shown.",
         "",
     ]
+    # A label flagged as caching does not rank (results/ranking.py): say so, once per label.
+    excluded = cache_exclusions(view.agg, view.frame)
+    if excluded:
+        note = [*note, *excluded, ""]
     design = view.record.sequential
     if design is not None:  # an auto run: its verdicts are at the design's lower alpha
         note = [*note, design.describe(), ""]
         if design.undecided:
             note = [*note, "Still undecided at the cap: " + "; ".join(design.undecided) + ".", ""]
-    return [*note, *_table(headers, rows)] if rows else ["No cell finished with status ok."]
+    if not rows and excluded:
+        return [*excluded, "", "No other label finished a cell with status ok."]
+    if not rows:
+        return ["No cell finished with status ok."]
+    return [*note, *_table(headers, rows)]
 
 
 SECTION = Section("Winners", body)

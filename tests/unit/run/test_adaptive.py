@@ -138,6 +138,29 @@ def test_failed_cells_do_not_rank() -> None:
     assert found and found[0].comparison.n == 2  # b's failed repeat 0 has no pair
 
 
+def test_a_cache_flagged_label_does_not_lead() -> None:
+    rows = [
+        *(_row("cached", r, v) for r, v in enumerate((500.0, 510.0))),
+        *(_row("honest", r, v) for r, v in enumerate((100.0, 104.0))),
+        *(_row("other", r, v) for r, v in enumerate((99.0, 102.0))),
+    ]
+    [found] = pending(rows, DESIGN)
+    assert (found.leader, found.runner_up) == ("cached", "honest")
+    rows[1]["cache_flag"] = True  # the only repeat that made the check: a majority of one
+    [found] = pending(rows, DESIGN)
+    assert (found.leader, found.runner_up) == ("honest", "other")
+
+
+def test_a_failed_cells_cache_flag_counts_too() -> None:
+    # The check follows the window: the flag holds whatever became of the window; then the
+    # honest label is alone, with nothing to decide.
+    rows = [_row("cached", r, 500.0 + r) for r in range(2)]
+    rows += [_row("honest", r, 100.0 + r) for r in range(2)]
+    assert pending(rows, DESIGN)
+    rows.append(_row("cached", 2, 1.0) | {"status": "failed", "cache_flag": "True"})
+    assert pending(rows, DESIGN) == []
+
+
 def _config(**settings: Any) -> RunConfig:
     names = ("shared-rwlock", "shared-mutex", "batched")
     return RunConfig(
