@@ -152,7 +152,7 @@ def run(
 @app.command()
 @friendly
 @server_flags()
-@run_flags(skip=("out", "rates", "concurrency", "repeats", "duration"))
+@run_flags(skip=("out", "rates", "concurrency", "repeats", "max_repeats", "duration"))
 def capacity(
     variant: list[str] = typer.Option([], "--variant", help="Variant(s) to size; repeatable."),
     slo_p99_ms: float = typer.Option(..., "--slo-p99-ms", help="The p99 latency target (ms)."),
