@@ -113,9 +113,10 @@ class RunConfig:
         96, "Retrieval-agreement documents embedded per cell (0: none; min 10).", minimum=0,
         maximum=800, label=None,
     )  # fmt: skip
-    # After each cell's window (run/after_window.py): batch invariance and the cache check.
+    # After a window (run/after_window.py), once per label (run/session.py): batch invariance
+    # and the cache check.
     server_checks: bool = option(
-        True, "After each cell's window: batch invariance and the cache-defeat check.",
+        True, "After each label's first window: batch invariance and the cache-defeat check.",
         label=None,
     )  # fmt: skip
     startup_timeout: float = 180.0

@@ -97,6 +97,14 @@ def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
 def aggregate_prepared(frame: pd.DataFrame) -> pd.DataFrame:
     """`aggregate` of a summary `prepare` has already made ready."""
     rows: list[dict[str, Any]] = []
+    # MAJORITY flags are the label's, over all its cells at every level: the server checks
+    # behind them run once per label (run/session.py), after a window, on an idle server.
+    majority = {
+        (column, label): 2 * int(is_true(cells[column]).sum())
+        > int((is_true(cells[column]) | is_false(cells[column])).sum())
+        for column in MAJORITY_FLAGS
+        for label, cells in frame.groupby("label", sort=False)
+    }
     for (label, concurrency, level), group in _cells(frame):
         ok = group[group["status"] == OK]
         failed = group[group["status"] != OK]
@@ -139,8 +147,7 @@ def aggregate_prepared(frame: pd.DataFrame) -> pd.DataFrame:
         for column, name in FALSE_FLAGS:
             row[name] = bool(is_false(group[column]).any())
         for column in MAJORITY_FLAGS:
-            recorded = int((is_true(group[column]) | is_false(group[column])).sum())
-            row[column] = 2 * int(is_true(group[column]).sum()) > recorded
+            row[column] = majority[(column, label)]
         rows.append(row)
     return pd.DataFrame(rows, columns=AGG_COLUMNS)
 

@@ -16,7 +16,8 @@ from typing import Any
 from embbench.results.phases import SUMMARY as PHASE_SUMMARY
 
 # How a column aggregates over the ok repeats of one (label, concurrency):
-# (MAJORITY: true where more than half of the repeats that recorded the flag carry it.)
+# (MAJORITY: true where more than half of the label's cells, at any level, that recorded the
+# flag carry it: a property of the label, not of one level.)
 MEDIAN, MIN, SUM, FIRST, ANY, ANY_FALSE, MAJORITY, NONE = (
     "median", "min", "sum", "first", "any", "any_false", "majority", "none"
 )  # fmt: skip

@@ -52,12 +52,12 @@ def pending(rows: Iterable[Mapping[str, Any]], design: Sequential) -> list[Pendi
     both have, at the design's level; the levels where it is not `design.decided`. A level
     with one label has nothing to decide."""
     by_level: dict[str, dict[str, _Cell]] = {}
-    # The cache check follows the window, so a failed cell's verdict counts too (as the
-    # report's aggregate counts it).
-    checks: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    # The cache check follows the window, so a failed cell's verdict counts too; it is the
+    # label's, over all its cells (made once per label: session.py), as the report's aggregate.
+    checks: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         level, label = levels.label_of(row), str(row.get("label"))
-        checks.setdefault((level, label), []).append(row)
+        checks.setdefault(label, []).append(row)
         rps = _number(row.get("rps"))
         if row.get("status") != OK or not rps > 0:
             continue
@@ -67,7 +67,7 @@ def pending(rows: Iterable[Mapping[str, Any]], design: Sequential) -> list[Pendi
         if not math.isnan(p99):
             cell.p99.append(p99)
     cells = [
-        cell.ranked(label, level, ranking.caching(checks[(level, label)]).caches)
+        cell.ranked(label, level, ranking.caching(checks[label]).caches)
         for level, found in by_level.items()
         for label, cell in found.items()
     ]

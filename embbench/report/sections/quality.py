@@ -103,7 +103,8 @@ def retrieval_lines(view: RunView) -> list[str]:
         "the reference's own figure (the model's ceiling) beside it. Each figure is the median "
         "over the label's cells with the widest 95 % bootstrap interval over queries." + floor_text,
         "",
-        "After each cell's measured window (never inside it), two checks through the same "
+        "After the measured window (never inside it) of each label's first cell, two checks "
+        "through the same "
         "endpoint. Batch invariance: texts of the run's payload embedded alone and inside "
         "batches of 2 to 8 inputs (requests of several inputs, and concurrent requests a "
         "batching server queues together) with short and long batch-mates; the deviation is "
