@@ -109,8 +109,10 @@ def capacity_words(status: str, low: float | None, high: float | None, reason: s
     """
     if status == "below_quality_floor":  # run/capacity.py: --quality-floor not held
         return "no capacity: below the quality floor"
-    if status == "none" or low is None:
+    if status == "none":
         return "meets the target at no rate tried"
+    if low is None:  # indeterminate below the lowest rate passed: say what the search found
+        return f"not decided: {reason}" if reason else "not decided"
     text = f"sustains {low:.1f} rps"
     if high is None:
         return text + " (no higher rate probed: a floor)"
@@ -149,7 +151,7 @@ class Option:
     def holds_in(self) -> str:
         """The range the figures hold in: the capacity interval and the measured core counts."""
         if self.capacity_rps is None:
-            rate = "no rate passed"
+            rate = "no rate shown to pass"
         elif self.capacity_high_rps is None:
             rate = f">= {self.capacity_rps:.1f} rps (no higher rate probed)"
         else:
@@ -235,7 +237,9 @@ def measured_from(data: RunData) -> list[Measured]:
             raise ResultsError(f"{data.path}: no core count recorded for {label}")
         rate = _number(row.get("qps_at_slo"))
         offered = pd.to_numeric(probes.get("offered_rps", pd.Series(dtype=float)), "coerce")
-        above = offered[offered > rate] if rate is not None else offered.iloc[0:0]
+        # summary.csv's offered_rps is rounded to 0.01 and capacity.csv's rate is not: the
+        # passing probe itself (427.04 against 427.035) must not read as the rate above it.
+        above = offered[offered > rate + 0.01] if rate is not None else offered.iloc[0:0]
         ok = probes[probes["status"] == OK] if "status" in probes.columns else probes
         # Quality as the run measured it: retrieval agreement (recall@10 of the fp32
         # neighbours, run/agreement) where it did, else the lowest cosine to the reference.

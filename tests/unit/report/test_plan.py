@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from embbench.errors import ConfigError, ResultsError
-from embbench.report.plan import PlanTarget, plan_runs, read_runs
+from embbench.report.plan import PlanTarget, measured_from, plan_runs, read_runs
 from embbench.report.scaling import scaling
+from embbench.results.folder import load_run
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "results" / "20261124-000000"
 
@@ -179,3 +180,18 @@ def test_per_core_rows_and_their_scaling(tmp_path: Path) -> None:
     (only,) = scaled.options  # one option per variant at the size asked
     assert only.replica_cores == 4 and only.replica_rps == pytest.approx(36 * 2 * 0.7)
     assert "scaled linearly" in only.extrapolation and "measured: 1, 2" in only.extrapolation
+
+
+def test_the_passing_probe_is_not_the_rate_above_it(tmp_path: Path) -> None:
+    # summary.csv rounds offered_rps to 0.01, capacity.csv keeps the rate: 427.04 against
+    # 427.035 once read as "427.0-427.0 rps" (run 20261204-033118).
+    run = make_run(tmp_path)
+    summary = pd.read_csv(run / "summary.csv")
+    capacity = pd.read_csv(run / "capacity.csv")
+    rate = float(capacity.loc[capacity["label"] == "fast", "qps_at_slo"].iloc[0])
+    fast = summary["label"] == "fast"
+    summary.loc[fast & (summary["offered_rps"] == rate), "offered_rps"] = rate + 0.004
+    summary.to_csv(run / "summary.csv", index=False)
+    [fast_measured] = [m for m in measured_from(load_run(run)) if m.label == "fast"]
+    assert fast_measured.capacity_high_rps is not None
+    assert fast_measured.capacity_high_rps > rate + 0.01

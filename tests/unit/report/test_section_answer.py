@@ -29,6 +29,9 @@ def test_capacity_in_words() -> None:
     )
     assert "a floor" in capacity_words("indeterminate", 17.8, None, "probe budget spent")
     assert capacity_words("none", None, None) == "meets the target at no rate tried"
+    # Indeterminate with no rate shown to pass is not "no rate met it" (run 20261204-033118).
+    low = "p99 at 1.0 rps stayed within noise of the SLO (28-inf ms) over 2 runs"
+    assert capacity_words("indeterminate", None, None, low) == f"not decided: {low}"
 
 
 def test_a_capacity_run_opens_with_its_capacities(tmp_path: Path) -> None:
