@@ -29,6 +29,14 @@ def _usd_per_million(m: Measured, price_per_core_hour: float) -> float:
     return m.cores * price_per_core_hour / (m.capacity_rps * 3600) * 1e6
 
 
+def _quality(m: Measured) -> str:
+    """What a faster variant costs in search quality, beside its speed: the lowest recall@10
+    of the fp32 neighbours over its probes (else the lowest cosine), named."""
+    if m.quality is None:
+        return "–"
+    return f"{m.quality_name} {m.quality:.{3 if m.quality_name == 'recall@10' else 4}f}"
+
+
 def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
     try:
         measured = measured_from(view.run)
@@ -42,7 +50,7 @@ def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
         [m.label, str(m.cores), m.sustains + ("; caches: not compared" if m.caching else ""),
          num((m.capacity_rps or math.nan) / m.cores, 1),
          num(m.pss_mb, 0), num(m.startup_s, 1),
-         num(_usd_per_million(m, options.price_per_core_hour), 3)]
+         num(_usd_per_million(m, options.price_per_core_hour), 3), _quality(m)]
         for m in ranked
     ]  # fmt: skip
     # A variant flagged as caching is not compared (results/ranking.py): never "most per core".
@@ -52,7 +60,7 @@ def capacity_answer(view: RunView, options: ReportOptions) -> list[str] | None:
         "",
         *table(["label", "cores", "capacity", "rps per core", "PSS MB", "start-up s",
                 f"USD per million, the replica's cores "
-                f"(at {options.price_per_core_hour:g}/core-hour)"], rows),
+                f"(at {options.price_per_core_hour:g}/core-hour)", "quality (lowest)"], rows),
         "",
     ]  # fmt: skip
     lines += [f"{m.label} is {m.caching}." for m in ranked if m.caching]

@@ -39,6 +39,7 @@ def test_a_capacity_run_opens_with_its_capacities(tmp_path: Path) -> None:
     first = text.split("\n## ")[1]
     assert first.startswith("Answer\n")
     assert "| fast | 2 | sustains 100.0 rps; fails at 104.0 | 50.0 |" in first
+    assert "| cosine min 0.9999 |" in first  # quality beside speed, named
     assert "Most per core: int8" in first and "embbench plan 20261201-000000" in first
     assert "sustains 150.0 rps; 300.0 not decided" in text.split("## Capacity")[1]
 
