@@ -2,7 +2,10 @@
 
 A FastAPI ingress deployment whose replicas (Ray actor processes) each hold one embbench
 Encoder (torch or onnx) and batch requests with `@serve.batch`; Serve's HTTP proxy (one actor on
-the head) takes the connections and hands each request to a replica.
+the head) takes the connections and hands each request to a replica. Each replica refuses what
+is beyond `max_concurrent_requests` in flight in it (429 overloaded with Retry-After, as our
+other servers, per process): Serve's proxy hands a replica at most `max_ongoing` requests at
+once and queues the rest, so the cap only bites when it is below that.
 
 Ray is imported only by the process that deploys and by the replicas; embbench.variants imports
 this module only to launch it.
@@ -14,7 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
@@ -27,6 +30,7 @@ from embbench import __version__
 from embbench.config.model import BUNDLED_MODEL
 from embbench.config.options import ServerOptions, base_type, option_fields, server_options
 from embbench.errors import ConfigError
+from embbench.servers.admission import RETRY_AFTER_S, Admission, Limits, Overloaded
 from embbench.servers.api import (
     MAX_CLIENT_BATCH,
     ApiError,
@@ -148,8 +152,10 @@ def _app_running() -> bool:
 
 def _reply(body: bytes, status: int = 200, phases: Phases | None = None,
            request: Request | None = None) -> Response:  # fmt: skip
+    # Every 429 says when to come back, as guard.py has it on our other servers' 429s.
+    retry = {"retry-after": str(RETRY_AFTER_S)} if status == 429 else {}
     if phases is None or request is None:
-        return Response(body, status_code=status, media_type="application/json")
+        return Response(body, status_code=status, media_type="application/json", headers=retry)
     # X-Request-Id is the proxy's: Serve echoes the client's (or makes one) on every answer, and
     # a second of ours made it `t-1, t-1`.
     headers = {
@@ -157,7 +163,9 @@ def _reply(body: bytes, status: int = 200, phases: Phases | None = None,
         for name, value in phases.headers(b"")
         if name != REQUEST_ID
     }
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        body, status_code=status, media_type="application/json", headers={**headers, **retry}
+    )
 
 
 # One batch's rows as `forward` hands them back: the vector, the row's time in the queue, the
@@ -179,6 +187,9 @@ class Embedder:
 
         self.settings = settings
         self.options = options = settings.options
+        # This replica's requests in flight, against max_concurrent_requests (admission.py's
+        # request bound; its input and token bounds are never charged here).
+        self.admission = Admission(Limits.of(options))
         # Resolved here, not by the deployer: on a cluster, each node has its own copy.
         path = str(resolve_model(options.model))
         self.encoder = encoder = warm(
@@ -251,6 +262,7 @@ class Embedder:
             "max_input_length": encoder.max_seq_length,
             "max_batch_requests": options.max_batch_size,
             "max_client_batch_size": MAX_CLIENT_BATCH,
+            "max_concurrent_requests": options.max_concurrent_requests,
             "auto_truncate": options.truncation,
             "version": __version__,
             # Ours.
@@ -273,6 +285,7 @@ class Embedder:
             "batch_wait_timeout_s": BATCH_WAIT_S,
             "max_ongoing_requests": settings.max_ongoing,
             "pid": os.getpid(),  # this replica's
+            "admission": self.admission.stats(),  # this replica's
         }
 
 
@@ -292,25 +305,45 @@ def create_app(replica: Embedder) -> FastAPI:
         # What went wrong is in the replica's log; a client learns no names or paths of ours.
         return _reply(error_body("internal", "internal error; see the server log"), 500)
 
-    # Server-Timing here: tokenize, queue (Serve's batch queue in the replica), forward,
-    # serialize, total (the proxy's hop to the replica is outside it; no admission here).
+    # Server-Timing here: admission (the replica's cap), tokenize, queue (Serve's batch queue in
+    # the replica), forward, serialize, total (the proxy's hop to the replica is outside it).
     timed = replica.options.server_timing
 
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        phases = request.state.phases = Phases("queue", admitted=False) if timed else None
+    async def admitted(
+        request: Request, answer: Callable[[Request, Phases | None], Awaitable[Response]]
+    ) -> Response:
+        """`answer`, holding one of the replica's slots for its whole life (given back however
+        it ends, a cancel included); beyond the cap, a 429 at once, before the body is read."""
+        phases = request.state.phases = Phases("queue") if timed else None
+        try:
+            with replica.admission.admit():
+                if phases is not None:
+                    phases.admission = perf_counter_ns() - phases.arrived
+                return await answer(request, phases)
+        except Overloaded as exc:
+            if phases is not None:
+                phases.admission = perf_counter_ns() - phases.arrived
+            return _reply(error_body("overloaded", str(exc)), 429, phases, request)
+
+    async def predicted(request: Request, phases: Phases | None) -> Response:
         text = text_field(await replica.read_json(request), "text")
         vectors = await replica.embed_texts([text], phases)
         return _reply(reply_body({"embeddings": vectors}, phases), 200, phases, request)
+
+    async def embedded(request: Request, phases: Phases | None) -> Response:
+        texts = text_list(await replica.read_json(request), "inputs")
+        vectors = await replica.embed_texts(texts, phases)
+        return _reply(reply_body(vectors, phases), 200, phases, request)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        return await admitted(request, predicted)
 
     # "/" too: TEI's route that its clients call.
     @app.post("/embed")
     @app.post("/")
     async def embed(request: Request) -> Response:
-        phases = request.state.phases = Phases("queue", admitted=False) if timed else None
-        texts = text_list(await replica.read_json(request), "inputs")
-        vectors = await replica.embed_texts(texts, phases)
-        return _reply(reply_body(vectors, phases), 200, phases, request)
+        return await admitted(request, embedded)
 
     @app.get("/health")
     async def health() -> Response:

@@ -50,15 +50,31 @@ def rust_refusal(spec: ModelSpec) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _takes_model_flags(binary: str, mtime_ns: int) -> bool:
-    """Whether this build of the server takes --pooling and --normalize (older ones do not)."""
+def _help_text(binary: str, mtime_ns: int) -> str:
+    """This build's --help: which flags it takes ("" if it does not run)."""
     try:
         done = subprocess.run(
             [binary, "--help"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError):
-        return False
-    return "--pooling" in done.stdout and "--normalize" in done.stdout
+        return ""
+    return done.stdout
+
+
+def _takes_model_flags(binary: str, mtime_ns: int) -> bool:
+    """Whether this build of the server takes --pooling and --normalize (older ones do not)."""
+    text = _help_text(binary, mtime_ns)
+    return "--pooling" in text and "--normalize" in text
+
+
+def takes_request_cap() -> bool:
+    """Whether the built server takes --max-concurrent-requests. A build from before it is
+    still run, without a cap, as it was (`make rust` brings the cap): refusing it would fail
+    runs that worked, for a flag that only matters beyond the cap."""
+    binary = binary_path()
+    if not binary.is_file():
+        return True  # check() refuses to launch it anyway
+    return "--max-concurrent-requests" in _help_text(str(binary), binary.stat().st_mtime_ns)
 
 
 def bench_binary_path() -> Path:
@@ -124,6 +140,9 @@ class RustServer(Variant):
             "--normalize", "true" if spec.normalize else "false",
             "--max-seq-length", str(seq),
         ]  # fmt: skip
+        if takes_request_cap():
+            # The Python servers' cap and default, per process (every actix worker's requests).
+            argv += ["--max-concurrent-requests", str(options.max_concurrent_requests)]
         if not options.server_timing:
             argv.append("--no-server-timing")
         if self.raw_tokenizer:

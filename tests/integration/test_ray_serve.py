@@ -42,7 +42,8 @@ class RayServer:
     def __init__(self, workdir: Path) -> None:
         port = free_port()
         self.workdir = workdir
-        # The cap of test_server_timing's flood (Serve's proxy queues beyond it: all 200s).
+        # The cap of test_server_timing's flood, per replica: below Serve's max_ongoing_requests
+        # (2 x max_batch_size = 64), so a replica holds more than the cap and refuses the rest.
         options = ServerOptions(max_concurrent_requests=CAP)
         self.spec = get_variant("ray-serve").launch(options, port, workdir)
         self.url = f"http://127.0.0.1:{port}"
@@ -146,6 +147,7 @@ def test_health_and_info(ray_server: RayServer) -> None:
     assert info["workers"] == info["replicas"] == 2
     assert info["ray_version"] == ray_version()
     assert info["max_input_length"] == 256
+    assert info["max_concurrent_requests"] == CAP and "requests_in_flight" in info["admission"]
 
 
 def test_the_sampler_sees_the_whole_engine(ray_server: RayServer) -> None:

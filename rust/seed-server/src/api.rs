@@ -1,20 +1,24 @@
 //! The HTTP API, the same contract as embbench's Python servers: POST /predict, POST /embed
 //! (TEI's shape), GET /health, GET /info; errors are JSON `{"error", "error_type"}`, never a
-//! panic or a plain-text body for bad input.
+//! panic or a plain-text body for bad input. Beyond --max-concurrent-requests in flight, a
+//! request is answered 429 with Retry-After at once (admission.rs), as TEI and the Python servers
+//! (embbench/servers/admission.py) answer it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
 use actix_web::http::StatusCode;
+use actix_web::rt::task::yield_now;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
 
+use crate::admission::{Admission, Ticket};
 use crate::model::{Bert, EmbedError, Phases};
 use crate::stats::{LockStats, Timing};
 use crate::timing::RequestTimer;
@@ -29,6 +33,8 @@ pub const MAX_CLIENT_BATCH: usize = 64;
 /// An over-long body is read (and dropped) up to this much so that the client, still writing,
 /// gets the 413 instead of a reset connection; past it the connection is simply closed.
 const DRAIN_LIMIT: usize = 64 << 20;
+/// What a 429 tells its client to wait, in seconds (the Python servers' RETRY_AFTER_S).
+const RETRY_AFTER_S: &str = "1";
 
 /// One model behind the lock the article measured, and the counters of its lock.
 pub struct Guarded {
@@ -156,6 +162,8 @@ impl LockKind {
 pub struct ServerState {
     pub max_body_bytes: usize,
     pub info: Value,
+    /// Requests in flight, against --max-concurrent-requests.
+    pub admission: Admission,
     /// Models loaded so far (1 when shared; one per worker that started, when per-worker).
     pub models_loaded: Arc<AtomicUsize>,
     /// Lock and phase counters of every model of the process (GET /stats).
@@ -309,6 +317,46 @@ fn or_timed_error(timer: &RequestTimer, result: Result<HttpResponse, ApiError>) 
     result.unwrap_or_else(|err| timer.finish(err.error_response()))
 }
 
+/// Admission, at the handler's entry, before the body is read (as the Python servers admit).
+/// An admitted request then yields once to the worker's event loop, so that the worker reads
+/// every request that has arrived before it computes this one. The forward pass runs right on
+/// the worker's thread (`Guarded::embed`), and actix runs a handler that does not wait to its
+/// end as soon as its request is read: without the yield a busy worker would take the next
+/// request only once free, no more than one per worker would ever be in flight, and the cap
+/// would never be reached while the rest waited unseen in their sockets. The yield costs one
+/// turn of the event loop; its wait (behind the requests admitted before, on the same worker)
+/// is the `admission` phase. Beyond the cap: the timed 429.
+async fn admit<'a>(
+    state: &'a ServerState,
+    timer: &mut RequestTimer,
+) -> Result<Ticket<'a>, HttpResponse> {
+    match state.admission.admit() {
+        Ok(ticket) => {
+            yield_now().await;
+            timer.admission = timer.started().elapsed();
+            Ok(ticket)
+        }
+        Err(in_flight) => {
+            timer.admission = timer.started().elapsed();
+            Err(overloaded(timer, in_flight))
+        }
+    }
+}
+
+/// 429 with Retry-After and the timing headers, the Python servers' body (guard.py `_send_429`).
+fn overloaded(timer: &RequestTimer, in_flight: usize) -> HttpResponse {
+    let mut reply = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "overloaded",
+        format!("{in_flight} requests in flight; retry later"),
+    )
+    .error_response();
+    reply
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+    timer.finish(reply)
+}
+
 pub async fn predict(
     req: HttpRequest,
     payload: web::Payload,
@@ -316,6 +364,10 @@ pub async fn predict(
     state: web::Data<ServerState>,
 ) -> HttpResponse {
     let mut timer = RequestTimer::start(&req, state.server_timing);
+    let _ticket = match admit(&state, &mut timer).await {
+        Ok(ticket) => ticket,
+        Err(refused) => return refused,
+    };
     let result = predict_timed(&req, payload, &model, &state, &mut timer).await;
     or_timed_error(&timer, result)
 }
@@ -346,6 +398,10 @@ pub async fn embed(
     state: web::Data<ServerState>,
 ) -> HttpResponse {
     let mut timer = RequestTimer::start(&req, state.server_timing);
+    let _ticket = match admit(&state, &mut timer).await {
+        Ok(ticket) => ticket,
+        Err(refused) => return refused,
+    };
     let result = embed_timed(&req, payload, &model, &state, &mut timer).await;
     or_timed_error(&timer, result)
 }
@@ -396,6 +452,7 @@ pub async fn health() -> HttpResponse {
 pub async fn info(state: web::Data<ServerState>) -> HttpResponse {
     let mut info = state.info.clone();
     info["models_loaded"] = json!(state.models_loaded.load(Ordering::SeqCst));
+    info["admission"] = state.admission.stats();
     HttpResponse::Ok().json(info)
 }
 

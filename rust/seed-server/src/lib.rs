@@ -2,6 +2,7 @@
 //! settings, shared by the server (src/main.rs) and its measurement binary (src/bin/seed-bench.rs),
 //! so that what the bench times is the very code the server runs.
 
+pub mod admission;
 pub mod api;
 pub mod folder;
 pub mod model;

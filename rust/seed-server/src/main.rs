@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
+use seed_server::admission::Admission;
 use seed_server::api::{self, Guarded, LockKind, ServerState};
 use seed_server::folder::{self, Asked};
 use seed_server::model::{self, Bert, ModelSettings, Padding, Pooling};
@@ -107,6 +108,11 @@ struct Args {
     /// Request bodies larger than this get 413 payload_too_large.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Requests in flight in the process (every worker's) beyond which a request is answered
+    /// 429 overloaded with Retry-After, as TEI's flag of this name and embbench's Python
+    /// servers (the same default).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_requests: u32,
     /// Name reported by /info; default from the flags, e.g. rust-rwlock, rust-per-worker-mutex.
     #[arg(long)]
     variant_name: Option<String>,
@@ -261,8 +267,10 @@ fn run(args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.default_variant());
     let model_path = model_dir.display().to_string();
+    let max_concurrent = args.max_concurrent_requests as usize;
     let state = web::Data::new(ServerState {
         max_body_bytes: args.max_body_bytes,
+        admission: Admission::new(max_concurrent),
         models_loaded: loaded.clone(),
         stats: stats.clone(),
         server_timing: !args.no_server_timing,
@@ -280,6 +288,7 @@ fn run(args: Args) -> Result<()> {
             "max_input_tokens": max_positions,
             "max_input_length": max_positions,
             "max_client_batch_size": api::MAX_CLIENT_BATCH,
+            "max_concurrent_requests": max_concurrent,
             "max_body_bytes": args.max_body_bytes,
             "model": model_path,
             "model_id": args.model_id.clone().unwrap_or_else(|| model_path.clone()),
@@ -298,7 +307,8 @@ fn run(args: Args) -> Result<()> {
     eprintln!(
         "seed-server {}: variant={variant} workers={workers} threads={threads} lock={} sharing={} \
          padding={} truncation={truncation} max_seq_length={max_seq_length} pooling={pooling} \
-         normalize={normalize} model={model_path} listen=http://{addr} pid={} \
+         normalize={normalize} max_concurrent_requests={max_concurrent} model={model_path} \
+         listen=http://{addr} pid={} \
          (model ready in {:.2?})",
         env!("CARGO_PKG_VERSION"),
         args.lock.as_str(),

@@ -1,9 +1,10 @@
 //! Where one request's time went, on the answer: `Server-Timing` (W3C; milliseconds, three
 //! decimals), `X-Batch-Size` and `X-Request-Id`, the contract of embbench's Python servers
-//! (embbench/servers/timing.py). Phases here: `lock` (waiting for the model's lock), `tokenize`
-//! and `forward` (both under the lock, as the article's handler ran them), `serialize` (the JSON
-//! body) and `total` (from the handler's start to the body being ready). Off with
-//! `--no-server-timing`, to measure what it costs.
+//! (embbench/servers/timing.py). Phases here: `admission` (the cap's check, then the wait for
+//! the worker behind the requests admitted before: api.rs `admit`), `lock` (waiting for the
+//! model's lock), `tokenize` and `forward` (both under the lock, as the article's handler ran
+//! them), `serialize` (the JSON body) and `total` (from the handler's start to the body being
+//! ready). Off with `--no-server-timing`, to measure what it costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ pub fn format_server_timing(phases: &[(&str, Duration)]) -> String {
 pub struct RequestTimer {
     started: Instant,
     id: Option<HeaderValue>,
+    pub admission: Duration,
     pub lock: Duration,
     pub tokenize: Duration,
     pub forward: Duration,
@@ -54,6 +56,7 @@ impl RequestTimer {
         RequestTimer {
             started: Instant::now(),
             id,
+            admission: Duration::ZERO,
             lock: Duration::ZERO,
             tokenize: Duration::ZERO,
             forward: Duration::ZERO,
@@ -72,6 +75,7 @@ impl RequestTimer {
             return reply;
         };
         let text = format_server_timing(&[
+            ("admission", self.admission),
             ("lock", self.lock),
             ("tokenize", self.tokenize),
             ("forward", self.forward),
