@@ -105,10 +105,10 @@ class RunConfig:
         100, "Answers checked per second per Locust process (0: none).", minimum=0,
         maximum=100_000, label=None,
     )  # fmt: skip
-    # Retrieval agreement (run/retrieval.py): chunks of the shipped corpus embedded through each
-    # cell's endpoint in its window, and half as many sentence queries; 0: not measured. 96
-    # chunks of ~75 words and 48 sentences are ~9k tokens, a few % of a 15 s window of the mixed
-    # payload at 100 rps (~110k tokens); more narrows the intervals and costs the window more.
+    # Retrieval agreement (run/retrieval.py, run/agreement.py): chunks of the shipped corpus
+    # embedded through each cell's endpoint after its window, and half as many sentence
+    # queries inside it; 0: not measured. 48 sentences in a window cost it little (the
+    # documents inside it cost 11.5 %: run/agreement.py); more narrows the intervals.
     quality_corpus: int = option(
         96, "Retrieval-agreement documents embedded per cell (0: none; min 10).", minimum=0,
         maximum=800, label=None,
@@ -123,10 +123,10 @@ class RunConfig:
     # `capacity --cores N`: the server's tree pinned to N cores (threads N), the load generator
     # to the others (machine/affinity.py); None: no pinning. Set per core count, not a flag.
     pin_cores: int | None = None
-    # `capacity` sets it: the retrieval corpus is embedded after the window instead of in it.
-    # A capacity probe judges p99 at a low rate, where the corpus's batches (each holding a
-    # mutex or a stream for tens of ms) would be most of the tail: shared-mutex "failed" 50 ms
-    # at 1 rps on its own corpus traffic (run 20261203-224616). Not a flag.
+    # `capacity` sets it: the retrieval queries too are embedded after the window (the
+    # documents always are: run/agreement.py). A capacity probe judges p99 at a low rate, where
+    # even a few requests of its own would be part of the tail (shared-mutex "failed" 50 ms at
+    # 1 rps on its own corpus traffic, run 20261203-224616). Not a flag.
     corpus_after_window: bool = False
     seed: int = option(0, "Seed of the payload sample and of the cell order.", label=None)
     # Variants' order in each repeat (plan.py): counterbalanced so drift hits all alike.

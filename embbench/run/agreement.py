@@ -1,14 +1,15 @@
-"""Retrieval agreement of one cell, measured through the variant's own endpoint while it
-serves the cell's load (the metrics and the retrieval set: retrieval.py).
+"""Retrieval agreement of one cell, measured through the variant's own endpoint (the metrics
+and the retrieval set: retrieval.py).
 
-A small background client (`CorpusEmbedder`, one thread, one request in flight) waits for the
-measured window to open, then sends the retrieval set's texts in batches the server accepts
-(TEI's and OpenAI's shapes: up to `BATCH` inputs, no more than /info's max_client_batch_size;
-ours one input per /predict), paced over the first `SPREAD` of the window: a low, steady rate
-beside the cell's load, so the vectors are the ones a loaded server returns (batch-mates,
-per-batch int8 scales) and the cost to the window stays small (`--quality-corpus` sets its
-size; 0 turns it off). The reference is sentence-transformers in fp32 at the model's own
-settings (quality.references with no max_seq_length), cached on disk like the others.
+A small background client (`CorpusEmbedder`, one thread, one request in flight) sends texts
+in batches the server accepts (TEI's and OpenAI's shapes: up to `BATCH` inputs, no more than
+/info's max_client_batch_size; ours one input per /predict). The queries (sentences, like the
+traffic) go in while the cell's load runs, paced over the first `SPREAD` of the measured
+window, so their vectors are the ones a loaded server returns; the documents (longer chunks,
+which would pad every batch they joined) follow the window: `CellAgreement` says why.
+`--quality-corpus` sets the size; 0 turns it off. The reference is sentence-transformers in
+fp32 at the model's own settings (quality.references with no max_seq_length), cached on disk
+like the others.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from embbench.run import quality, retrieval
 BATCH = 8
 SPREAD = 0.6  # of the measured window: the texts are sent over its first 60 %
 TIMEOUT_S = 60.0
+AFTER_TIMEOUT_S = 120.0  # all of the documents after a window, however slow the server
 
 
 def batch_size(protocol: str, info: Mapping[str, Any]) -> int:
@@ -115,14 +117,24 @@ class CorpusEmbedder(threading.Thread):
 
 class CellAgreement:
     """One cell's retrieval agreement: the set and its reference before the cell (computed once,
-    then cached, before the quiet wait), the embedder beside the load, the columns after."""
+    then cached, before the quiet wait), the queries beside the load, the documents after the
+    window, the columns after that.
+
+    Why the split: the queries are single sentences, like the traffic, so they join its batches
+    at its own cost; the documents are chunks of four sentences, and each batch one joined was
+    padded to its length: sent inside the window, the set cost a batched onnx int8 server 11.5 %
+    of its throughput on the mixed payload (run quality-cost-1: 258.9 against 292.5 rps, 1.18x
+    (1.06-1.30)). After the window they cost it nothing. What a loaded server does to a vector
+    (batch-mates, per-batch int8 scales) is seen in the queries, and measured for any text by the
+    batch-invariance check (invariance.py)."""
 
     def __init__(self, documents: int, model_path: str, seed: int = 0) -> None:
         self.chosen = retrieval.retrieval_set(documents, seed=seed)
         # fp32 sentence-transformers at the model's own settings (no max_seq_length of the
         # variant's): what the variant's search is compared with.
         self.reference = quality.references(model_path, self.chosen.texts, None)
-        self.embedder: CorpusEmbedder | None = None
+        self.queries: CorpusEmbedder | None = None
+        self.documents: CorpusEmbedder | None = None
 
     def start(
         self,
@@ -134,39 +146,61 @@ class CellAgreement:
         duration_s: float,
         opens: Callable[[], float | None],
     ) -> None:
-        self.embedder = CorpusEmbedder(
-            url, protocol, self.chosen.texts, model=model, batch=batch_size(protocol, info),
+        """The queries, paced over the first SPREAD of the window once it opens."""
+        self.queries = CorpusEmbedder(
+            url, protocol, self.chosen.queries, model=model, batch=batch_size(protocol, info),
             opens=opens, spread_s=SPREAD * duration_s,
         )  # fmt: skip
-        self.embedder.start()
+        self.queries.start()
+
+    def after_window(self, url: str, protocol: str, *, model: str, info: Mapping[str, Any]) -> None:
+        """Once the load has stopped: the documents (and the queries, if `start` was not
+        called: a capacity probe sends nothing inside its window), back to back."""
+        self.finish()
+
+        def embedded(texts: tuple[str, ...]) -> CorpusEmbedder:
+            embedder = CorpusEmbedder(
+                url, protocol, texts, model=model, batch=batch_size(protocol, info),
+                opens=time.time, spread_s=0.0,
+            )  # fmt: skip
+            embedder.start()
+            embedder.join(timeout=AFTER_TIMEOUT_S)
+            embedder.stop()  # one that has not finished by then is left out, with its error
+            return embedder
+
+        self.documents = embedded(self.chosen.documents)
+        if self.queries is None:
+            self.queries = embedded(self.chosen.queries)
 
     def finish(self, wait: bool = True) -> None:
-        """Before the server stops: let the embedder end (a slow server may still be answering
-        it after the window; not when interrupted), then stop it."""
-        if self.embedder is None:
-            return
-        if wait and self.embedder.sent_at is None and self.embedder.opens() is not None:
-            self.embedder.join(timeout=TIMEOUT_S)
-        self.embedder.stop()
-        self.embedder.join(timeout=TIMEOUT_S)
+        """Before the server stops: let the embedders end (a slow server may still be answering
+        the queries after the window; not when interrupted), then stop them."""
+        for embedder in (self.queries, self.documents):
+            if embedder is None:
+                continue
+            if wait and embedder.sent_at is None and embedder.opens() is not None:
+                embedder.join(timeout=TIMEOUT_S)
+            embedder.stop()
+            embedder.join(timeout=TIMEOUT_S)
 
     def columns(
         self, window: tuple[float, float] | None, warn: Callable[[str], None]
     ) -> dict[str, Any]:
-        """The cell's retrieval columns (all None if the embedder got nothing usable)."""
-        embedder, chosen, reference = self.embedder, self.chosen, self.reference
-        got = embedder.vectors if embedder is not None else None
-        if got is None or got.shape != reference.shape:
-            if embedder is not None:
-                warn(embedder.error or "retrieval corpus: no embeddings of the model's width")
-            return retrieval.columns_of(None)
-        assert embedder is not None
-        if window is not None and embedder.sent_at is not None and embedder.sent_at[1] > window[1]:
-            warn("retrieval corpus: its last answers came after the measured window closed")
+        """The cell's retrieval columns (all None if an embedder got nothing usable)."""
+        chosen, reference = self.chosen, self.reference
         ref_docs, ref_queries = chosen.split(reference)
-        got_docs, got_queries = chosen.split(got)
+        got = []
+        for embedder, ref in ((self.documents, ref_docs), (self.queries, ref_queries)):
+            vectors = embedder.vectors if embedder is not None else None
+            if vectors is None or vectors.shape != ref.shape:
+                if embedder is not None:
+                    warn(embedder.error or "retrieval corpus: no embeddings of the model's width")
+                return retrieval.columns_of(None)
+            got.append(vectors)
+        sent = self.queries.sent_at if self.queries is not None else None
+        if window is not None and sent is not None and sent[1] > window[1]:
+            warn("retrieval queries: their last answers came after the measured window closed")
         found = retrieval.agreement(
-            ref_queries, ref_docs, got_queries, got_docs, chosen.query_sources,
-            chosen.document_sources,
+            ref_queries, ref_docs, got[1], got[0], chosen.query_sources, chosen.document_sources,
         )  # fmt: skip
         return retrieval.columns_of(found)

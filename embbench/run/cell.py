@@ -100,7 +100,7 @@ class CellRunner:
             sampler.watch_loadgen(load.pid or 0)
             self._watch(load, server)
             self.row.setdefault("status", results.OK)
-            self._corpus_after_window(url, protocol, load)
+            self._corpus_after(url, protocol, load)
             self._after_window(url, protocol, load)
         except KeyboardInterrupt:
             self.row["status"] = results.INTERRUPTED
@@ -264,16 +264,13 @@ class CellRunner:
         causes = disagreement_causes(self.server_info, spec, self.options.max_seq_length)
         return f" ({'; '.join(causes)})" if causes else ""
 
-    def _corpus_after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
-        """A capacity probe's retrieval corpus: sent once Locust has stopped, back to back."""
-        if self.agreement is None or not self.config.corpus_after_window:
+    def _corpus_after(self, url: str, protocol: str, load: LoadProcess) -> None:
+        """The retrieval set's documents (and a capacity probe's queries), once Locust has
+        stopped, back to back (run/agreement.py says why not inside the window)."""
+        if self.agreement is None:
             return
         load.stop()
-        self.agreement.start(
-            url, protocol, model=self.row["model"], info=self.server_info, duration_s=0.0,
-            opens=time.time,
-        )  # fmt: skip
-        self.agreement.finish()
+        self.agreement.after_window(url, protocol, model=self.row["model"], info=self.server_info)
 
     def _after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
         """Batch invariance and the cache check (run/after_window.py), once Locust and the

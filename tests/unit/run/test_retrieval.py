@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -153,33 +157,39 @@ def test_capacity_is_withheld_below_the_quality_floor() -> None:
     assert "status" not in quality_of([bad], None)  # no floor asked: figures only
 
 
+class _FakeTei:
+    """A TEI-shaped /embed on a local port: each request's inputs go to `on_inputs`, and each
+    input is answered `vector(text)`."""
+
+    def __init__(
+        self, vector: Callable[[str], list[float]], on_inputs: Callable[[list[str]], None]
+    ) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                on_inputs(body["inputs"])
+                reply = json.dumps([vector(t) for t in body["inputs"]]).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
 def test_the_embedder_waits_for_the_window_and_sends_batches() -> None:
-    import threading
-    import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     sizes: list[int] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            sizes.append(len(body["inputs"]))
-            reply = json.dumps([[float(len(t)), 1.0] for t in body["inputs"]]).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake = _FakeTei(lambda t: [float(len(t)), 1.0], lambda inputs: sizes.append(len(inputs)))
     opened: list[float] = []
     texts = tuple(f"text {'x' * i}" for i in range(20))
     try:
         embedder = agreement.CorpusEmbedder(
-            f"http://127.0.0.1:{server.server_address[1]}", "tei", texts, model="m", batch=8,
+            fake.url, "tei", texts, model="m", batch=8,
             opens=lambda: opened[0] if opened else None, spread_s=0.2,
         )  # fmt: skip
         embedder.start()
@@ -188,7 +198,61 @@ def test_the_embedder_waits_for_the_window_and_sends_batches() -> None:
         opened.append(time.time())
         embedder.join(timeout=10)
     finally:
-        server.shutdown()
+        fake.server.shutdown()
     assert sizes == [8, 8, 4] and embedder.error is None
     assert embedder.vectors is not None and embedder.vectors.shape == (20, 2)
     assert embedder.vectors[:, 0].tolist() == [float(len(t)) for t in texts]
+
+
+def test_queries_go_in_the_window_and_documents_after_it() -> None:
+    """CellAgreement's split (run/agreement.py): inside the window only the sentence queries,
+    which cost the traffic little; the documents, which would pad every batch they joined,
+    once `after_window` is called; the columns then compare both with the reference."""
+    received: list[tuple[str, str]] = []  # (phase, text)
+    phase = ["window"]
+
+    def vector(text: str) -> list[float]:
+        rng = np.random.default_rng(abs(hash(text)) % 2**32)
+        return [float(v) for v in rng.normal(size=8)]
+
+    fake = _FakeTei(vector, lambda inputs: received.extend((phase[0], t) for t in inputs))
+    cell = agreement.CellAgreement.__new__(agreement.CellAgreement)
+    cell.chosen = retrieval.retrieval_set(12)
+    cell.reference = np.asarray([vector(t) for t in cell.chosen.texts], dtype=np.float32)
+    cell.queries = cell.documents = None
+    url = fake.url
+    opened = time.time()
+    try:
+        cell.start(url, "tei", model="m", info={}, duration_s=0.2, opens=lambda: opened)
+        assert cell.queries is not None
+        cell.queries.join(timeout=10)
+        phase[0] = "after"
+        cell.after_window(url, "tei", model="m", info={})
+    finally:
+        fake.server.shutdown()
+    in_window = {t for p, t in received if p == "window"}
+    after = {t for p, t in received if p == "after"}
+    assert in_window == set(cell.chosen.queries)
+    assert after == set(cell.chosen.documents)
+    columns = cell.columns(None, lambda text: pytest.fail(text))
+    assert columns["recall_at_10"] == 1.0 and columns["quality_queries"] == 6
+
+
+def test_a_capacity_probe_sends_the_whole_set_after_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`after_window` without `start` (capacity probes): queries and documents both after."""
+    sent: list[tuple[str, ...]] = []
+
+    class Fake(agreement.CorpusEmbedder):
+        def run(self) -> None:
+            sent.append(self.texts)
+            self.vectors = np.zeros((len(self.texts), 2), dtype=np.float32)
+            self.sent_at = (time.time(), time.time())
+
+    cell = agreement.CellAgreement.__new__(agreement.CellAgreement)
+    cell.chosen = retrieval.retrieval_set(12)
+    cell.queries = cell.documents = None
+    monkeypatch.setattr(agreement, "CorpusEmbedder", Fake)
+    cell.after_window("http://127.0.0.1:9", "tei", model="m", info={})
+    assert sent == [cell.chosen.documents, cell.chosen.queries]
