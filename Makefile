@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.toml
 
-.PHONY: help venv test unit integration lint format bench smoke capacity capacity-cores report peers rust clean
+.PHONY: help venv test unit integration lint format bench smoke gate capacity capacity-cores report peers rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ bench: $(STAMP) ## the full matrix (configs/default.toml), repeats until decided
 smoke: $(STAMP) ## the small CI matrix (configs/smoke.toml), then its report
 	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/smoke.toml; code=$$?; \
 	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
+gate: $(STAMP) ## the CI gate's run (configs/gate.toml): exit 3 when an assertion fails; RUN_ID=name
+	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/gate.toml $(if $(RUN_ID),--run-id $(RUN_ID)) \
+	  --junit results/gate-junit.xml
 
 capacity: $(STAMP) ## rate each variant sustains at p99 <= 50 ms (configs/capacity.toml; make peers first)
 	HF_HUB_OFFLINE=1 $(BIN)/embbench capacity --config configs/capacity.toml --slo-p99-ms 50; \

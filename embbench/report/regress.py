@@ -16,10 +16,17 @@ times), so the test is compare.py's two-run test, Welch's t on the logs
 A run with no change fails by chance at most α/2 = 2.5 % per cell and threshold (the ratio
 must be significant, and on the worse side); tests/unit/report/test_regress.py measures it
 over simulated A/A pairs.
+
+The test's noise is each run's repeat-to-repeat spread on one machine; it knows nothing of the
+difference between two machines. A CI baseline kept from another job often ran on another
+CPU (hosted runners differ from one job to the next), so where the two runs' CPU models or
+core counts differ, a would-be failure is reported as indeterminate with that reason: the
+change may be the machine's, not the code's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -42,6 +49,7 @@ def check_regressions(
     cells.sort(key=lambda cell: stats.level_order(cell[1]))
     order = {label: i for i, label in enumerate(dict.fromkeys(label for label, _ in cells))}
     cells.sort(key=lambda cell: order[cell[0]])
+    machines = different_machines(base, new)
     found = []
     for threshold in thresholds:
         column = threshold.resolved
@@ -59,8 +67,26 @@ def check_regressions(
                     )
                 )  # fmt: skip
                 continue
-            found.append(judge_change(threshold, a, b, label, level))
+            judged = judge_change(threshold, a, b, label, level)
+            if machines and judged.verdict == FAIL:
+                judged = dataclasses.replace(
+                    judged, verdict=INDETERMINATE, detail=f"{judged.detail}; but {machines}"
+                )
+            found.append(judged)
     return found
+
+
+def different_machines(base: RunData, new: RunData) -> str | None:
+    """Why two runs' numbers are not from one machine (CPU model, cores), or None."""
+    a, b = base.record.host, new.record.host
+    if a.cpu_model != b.cpu_model:
+        return (
+            f"the runs are from different CPUs ({a.cpu_model or 'unknown'} / "
+            f"{b.cpu_model or 'unknown'}): the change may be the machine's"
+        )
+    if a.cores != b.cores:
+        return f"the runs had different cores ({a.cores} / {b.cores}): the change may be that"
+    return None
 
 
 def judge_change(

@@ -15,7 +15,7 @@ from embbench.report.gate import FAIL, INDETERMINATE, PASS
 from embbench.report.regress import check_regressions, judge_change, repeats_to_detect
 from embbench.results import verdicts
 from embbench.results.folder import RunData
-from embbench.results.record import RunRecord
+from embbench.results.record import Host, RunRecord
 
 RPS = Threshold("rps", -5.0)
 P99 = Threshold("p99_ms", +10.0)
@@ -89,7 +89,7 @@ def test_a_a_pairs_fail_at_most_at_the_methods_error_rate() -> None:
     assert rate <= ALPHA / 2 + slack
 
 
-def run_of(rows: list[tuple[str, int, int, float]]) -> RunData:
+def run_of(rows: list[tuple[str, int, int, float]], cpu: str = "Test CPU") -> RunData:
     frame = pd.DataFrame(
         [
             {"variant": label, "label": label, "concurrency": c, "repeat": r, "status": "ok",
@@ -97,7 +97,8 @@ def run_of(rows: list[tuple[str, int, int, float]]) -> RunData:
             for label, c, r, rps in rows
         ]
     )  # fmt: skip
-    return RunData(path=Path("r"), record=RunRecord(run_id="r"), summary=frame)
+    host = Host.from_json({"cpu_model": cpu, "cores": 2})
+    return RunData(path=Path("r"), record=RunRecord(run_id="r", host=host), summary=frame)
 
 
 def test_two_runs_pair_by_label_and_level() -> None:
@@ -119,3 +120,17 @@ def test_two_runs_pair_by_label_and_level() -> None:
     assert found[("rps:-5%", "c", "c=10")] == INDETERMINATE  # not in the base run
     assert [j.label for j in judged[:5]] == ["a", "a", "b", "b", "c"]
     assert all(j.kind == "regress" for j in judged)
+
+
+def test_a_drop_between_two_cpus_is_not_called_a_regression() -> None:
+    """A baseline from another machine (another CI runner): its spread says nothing of the
+    difference between CPUs, so the same 30 % drop is indeterminate, with that reason."""
+    rows = [("a", 10, r, v) for r, v in enumerate((100.0, 101.0, 99.0))]
+    dropped = [("a", 10, r, v) for r, v in enumerate((70.0, 71.0, 69.0))]
+    same = check_regressions(run_of(rows), run_of(dropped), [RPS])
+    assert [j.verdict for j in same] == [FAIL]
+    other = check_regressions(run_of(rows), run_of(dropped, cpu="Other CPU"), [RPS])
+    assert [j.verdict for j in other] == [INDETERMINATE]
+    assert "different CPUs (Test CPU / Other CPU)" in other[0].detail
+    kept = check_regressions(run_of(rows), run_of(rows, cpu="Other CPU"), [RPS])
+    assert [j.verdict for j in kept] == [PASS]  # a pass stays a pass: nothing was claimed
