@@ -18,7 +18,8 @@ from embbench.report.view import RunView
 def body(view: RunView, options: ReportOptions) -> list[str]:
     rows = [
         [level_cell(r),
-         (r["label"] if r["decided"] else f"none: tie within noise ({r['label']} leads)")
+         (r["label"] if r["decided"]
+          else f"none: {_undecided(str(r['verdict']))} ({r['label']} leads)")
          + (" (a floor: loadgen saturated)" if r["loadgen_saturated"] else ""),
          _num(r["rps"], 1), _num(r["latency_p99_ms"], 0), r["runner_up"] or "none",
          "" if math.isnan(r["margin"]) else f"{r['margin']:.2f}×", r["verdict"]]
@@ -28,7 +29,8 @@ def body(view: RunView, options: ReportOptions) -> list[str]:
     note = [
         "A winner is named only where its throughput beats the runner-up's with a paired "
         "t-interval on the log ratio that excludes 1 (repeats pair by index); otherwise the "
-        "level is a tie within the noise shown.",
+        "level is a tie within the noise shown, or undecided where too few repeats give no "
+        "interval.",
         "",
     ]
     # A label flagged as caching does not rank (results/ranking.py): say so, once per label.
@@ -48,3 +50,11 @@ def body(view: RunView, options: ReportOptions) -> list[str]:
 
 
 SECTION = Section("Winners", body)
+
+
+def _undecided(verdict: str) -> str:
+    """Why no winner: a tie has an interval; one repeat has none, and is no tie."""
+    return "undecided" if verdict.startswith(TOO_FEW_WORDS) else "tie within noise"
+
+
+TOO_FEW_WORDS = "too few repeats"  # verdicts.Comparison.describe()'s words for no interval
