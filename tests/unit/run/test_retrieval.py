@@ -256,3 +256,9 @@ def test_a_capacity_probe_sends_the_whole_set_after_its_window(
     monkeypatch.setattr(agreement, "CorpusEmbedder", Fake)
     cell.after_window("http://127.0.0.1:9", "tei", model="m", info={})
     assert sent == [cell.chosen.documents, cell.chosen.queries]
+
+
+def test_late_queries_say_how_many_were_answered_under_load() -> None:
+    answered = [(10.0, 8), (11.0, 8), (12.5, 8), (30.0, 24)]
+    text = agreement.late_queries(answered, closed=12.0)
+    assert text.startswith("retrieval queries: 16 of 48 answered inside the measured window")
