@@ -13,6 +13,7 @@ from embbench.report.markdown import table as _table
 from embbench.report.sections.base import ReportOptions, Section
 from embbench.report.stats import records
 from embbench.report.view import RunView
+from embbench.results.verdicts import TOO_FEW
 
 
 def body(view: RunView, options: ReportOptions) -> list[str]:
@@ -54,7 +55,4 @@ SECTION = Section("Winners", body)
 
 def _undecided(verdict: str) -> str:
     """Why no winner: a tie has an interval; one repeat has none, and is no tie."""
-    return "undecided" if verdict.startswith(TOO_FEW_WORDS) else "tie within noise"
-
-
-TOO_FEW_WORDS = "too few repeats"  # verdicts.Comparison.describe()'s words for no interval
+    return "undecided" if verdict.startswith(TOO_FEW) else "tie within noise"
