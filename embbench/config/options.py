@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -242,12 +242,13 @@ def override_options(options: ServerOptions, overrides: Mapping[str, Any]) -> Se
     return dataclasses.replace(options, **given, given=(*options.given, *given))
 
 
-def default_label(name: str, options: ServerOptions) -> str:
-    """`name[opt=value,...]` listing only what differs from the defaults, so rows stay apart."""
+def default_label(name: str, options: ServerOptions, omit: Collection[str] = ()) -> str:
+    """`name[opt=value,...]` listing only what differs from the defaults, so rows stay apart
+    (`omit`: options the run set alike for every row)."""
     parts = []
     for each, _kind, spec in option_fields():
         value = getattr(options, each.name)
-        if spec.label is None or value == each.default:
+        if spec.label is None or value == each.default or each.name in omit:
             continue
         if isinstance(spec.label, tuple):
             parts.append(spec.label[0] if value else spec.label[1])

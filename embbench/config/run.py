@@ -45,10 +45,13 @@ class VariantRun:
     # The run's quality_corpus for this variant's cells (None: the run's), so that one run can
     # interleave the same server with the retrieval measurement on and off (what it costs).
     quality_corpus: int | None = None
+    # Options the run file's [defaults] set alike for every variant: they tell no row from
+    # another, so they stay out of the labels (run.json keeps every variant's options).
+    common: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
-        return self.label or default_label(self.name, self.options)
+        return self.label or default_label(self.name, self.options, omit=self.common)
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,10 @@ def load_run_file(path: Path) -> tuple[dict[str, Any], list[VariantRun]]:
         corpus = entry.pop("quality_corpus", None)  # a run setting a variant may set for itself
         options = server_options({**defaults, **entry}, f"{path} variant {name!r}")
         variants.append(VariantRun(name=name, options=options, label=label, quality_corpus=corpus))
-    return run, variants
+    common = tuple(
+        sorted(k for k in defaults if len({getattr(v.options, k) for v in variants}) == 1)
+    )
+    return run, [dataclasses.replace(v, common=common) for v in variants]
 
 
 def build_run_config(

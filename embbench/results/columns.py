@@ -109,6 +109,8 @@ COLUMNS: tuple[Column, ...] = (
     # or any checked answer was mismatched (closer to another input's reference).
     _c("correct", bool, agg=ANY_FALSE, agg_name="incorrect"),
     _c("probe_cosine_min", agg=MIN),
+    # Probe inputs a server told not to truncate refused (413: longer than its model takes).
+    _c("probe_refused", int, agg=FIRST),
     _c("checked", int, agg=SUM),  # answers in the window compared with their reference
     _c("mismatched", int, agg=SUM),
     _c("cosine_p1", agg=MIN, heading="cosine p1", digits=4, show=(REPORT,)),

@@ -239,10 +239,15 @@ class CellRunner:
         picked = quality.probe_indices(self.payloads)
         sentences = [self.payloads[i] for i in picked]
         latencies: list[float] = []
+        # Told not to truncate, a server refuses inputs beyond its model's length (413, as
+        # TEI does): those are counted, the others judged.
+        refused: list[int] | None = None if self.options.truncation else []
         cosine = probe_server(
             url, protocol, self.reference[picked], sentences, model=self.row["model"],
-            latencies_ms=latencies,
+            latencies_ms=latencies, refused=refused,
         )  # fmt: skip
+        if refused is not None:
+            self.row["probe_refused"] = len(refused)
         if latencies and self.row["startup_s"] is not None:  # a server this cell launched
             self.row["first_request_ms"] = latencies[0]
         self.row.update(probe_cosine_min=cosine, cosine_min=cosine)

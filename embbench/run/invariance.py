@@ -94,6 +94,11 @@ class Plan:
     def texts(self) -> tuple[int, ...]:
         return tuple(dict.fromkeys((*self.targets, *self.short, *self.long)))
 
+    def keeping(self, accepted: set[int]) -> Plan:
+        """The plan without the texts the server refused."""
+        return Plan(*(tuple(i for i in part if i in accepted)
+                      for part in (self.targets, self.short, self.long)))  # fmt: skip
+
     def batches(self, most: int) -> list[tuple[int, ...]]:
         """Multi-input requests: each target among short, then long, mates, for each size up to
         `most`; the target's position moves with the batch (first, middle, last...)."""
@@ -137,7 +142,17 @@ def measure(
     `open_endpoint` makes one more connection (a burst needs one per request in flight).
     Multi-input requests a server refuses (4xx: a /predict-only server) are left out."""
     plan = plan_for(texts)
-    alone = {i: endpoint.one(texts[i]).vectors[0] for i in plan.texts}
+    alone = {}
+    for i in plan.texts:
+        try:
+            alone[i] = endpoint.one(texts[i]).vectors[0]
+        except httpx.HTTPStatusError as exc:
+            # Too long for a server told not to truncate: left out, like the load's 413s.
+            if exc.response.status_code != 413:
+                raise
+    plan = plan.keeping(set(alone))
+    if not plan.targets:
+        raise ValueError("the server refused every target input (413)")
     result = Invariance()
     for i in plan.targets:
         result.add(alone[i], endpoint.one(texts[i]).vectors, 1)

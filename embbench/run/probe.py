@@ -101,25 +101,38 @@ def probe_server(
     model: str = "",
     timeout: float = 60.0,
     latencies_ms: list[float] | None = None,
+    refused: list[int] | None = None,
 ) -> float:
     """Lowest cosine between the server's embeddings and the reference, one request each.
 
     `latencies_ms`, when given, gets each request's latency in order: the first is the first
     request the server answers after ready (start-up cost: lazy initialisation shows there).
 
+    `refused`, when given, gets the index of each input the server answered 413 (too long: a
+    server told not to truncate refuses what its model cannot take, as TEI does), and the
+    cosine is over the others; without it a 413 is an error like any other.
+
     Raises httpx.HTTPError or ValueError when the server does not answer with embeddings.
     """
     got = []
+    kept = []
     with httpx.Client(base_url=url, timeout=timeout) as client:
-        for text in sentences:
+        for index, text in enumerate(sentences):
             path, body = request_for(protocol, text, model)
             sent = time.perf_counter()
             response = client.post(path, content=body, headers={"Content-Type": "application/json"})
             if latencies_ms is not None:
                 latencies_ms.append((time.perf_counter() - sent) * 1000.0)
+            if refused is not None and response.status_code == 413:
+                refused.append(index)
+                continue
             response.raise_for_status()
             got.append(parse_embeddings(protocol, response.json())[0])
+            kept.append(index)
+    if not kept:
+        raise ValueError(f"the server refused all {len(sentences)} probe inputs (413)")
     vectors = np.asarray(got, dtype=np.float32)
-    if vectors.shape != reference.shape:
-        raise ValueError(f"embeddings of shape {vectors.shape}, expected {reference.shape}")
-    return float(cosines(vectors, reference).min())
+    expected = reference[kept]
+    if vectors.shape != expected.shape:
+        raise ValueError(f"embeddings of shape {vectors.shape}, expected {expected.shape}")
+    return float(cosines(vectors, expected).min())

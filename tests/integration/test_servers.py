@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from embbench.config.payloads import PROBE_SENTENCES
+from embbench.run.probe import probe_server
 from tests.integration.conftest import serve_variant, st_encode, tree_of
 
 pytestmark = pytest.mark.integration
@@ -166,6 +167,16 @@ def test_truncation_off_and_padding_max_length(tmp_path: Path, st_model: Any) ->
             httpx.post(url + "/predict", json={"text": PROBE_SENTENCES[0]}).json()["embeddings"]
         )
         assert cosine(got, st_encode(st_model, [PROBE_SENTENCES[0]]))[0] >= 0.999
+        # The probe before a cell's load counts the refusal and judges the rest (make bench's
+        # no-truncation cells had failed on it); asked to judge everything, it fails.
+        texts = [PROBE_SENTENCES[0], LONG_TEXT]
+        reference = np.zeros((2, got.shape[1]), dtype=np.float32)
+        reference[0] = st_encode(st_model, [PROBE_SENTENCES[0]])[0]
+        refused: list[int] = []
+        assert probe_server(url, "predict", reference, texts, refused=refused) >= 0.999
+        assert refused == [1]
+        with pytest.raises(httpx.HTTPStatusError):
+            probe_server(url, "predict", reference, texts)
 
 
 def test_reload_under_the_write_lock(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,12 @@ def _export(model_dir: Path, cache: Path, candidates: list[Path]) -> Path:
                 )
             else:
                 write = functools.partial(export_checked, torch, model, kind)
-            _write_atomically(target, write)
+            # The exporters warn about traced shapes and control flow (TracerWarning,
+            # UserWarning) in the middle of a run's output; what they warn of is checked
+            # instead: each export is compared with torch's output before it is kept.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _write_atomically(target, write)
         except Exception as exc:  # any failure, from torch or from the check: try the next one
             log.warning("ONNX export with the %s exporter failed: %s", kind, exc)
             errors.append(f"{kind}: {exc}")

@@ -18,6 +18,23 @@ def test_defaults_and_labels() -> None:
     assert default_label("batched", fast) == "batched[onnx,streams=2,max_batch_size=8,asgi]"
 
 
+def test_options_set_for_every_variant_do_not_name_rows(tmp_path: Path) -> None:
+    """[defaults] that every variant keeps stay out of the labels; one a variant overrides
+    tells its rows apart, and names them."""
+    path = tmp_path / "run.toml"
+    path.write_text(
+        "[defaults]\nmax_concurrent_requests = 2048\nbackend = 'onnx'\n"
+        "[[variant]]\nname = 'batched'\n"
+        "[[variant]]\nname = 'batched'\nquantize = 'int8'\n"
+        "[[variant]]\nname = 'batched'\nbackend = 'torch'\n"
+    )
+    config = cfg.build_run_config(file=path)
+    assert [v.display for v in config.variants] == [
+        "batched[onnx]", "batched[onnx,int8]", "batched",
+    ]  # fmt: skip
+    assert all(v.options.max_concurrent_requests == 2048 for v in config.variants)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -159,14 +159,21 @@ class FakeEndpoint(Endpoint):
     """Vectors by text; `jitter` moves a text's vector with its batch's size; `cached` answers
     texts it has seen in 1 ms instead of 10 (made-up latencies: the decision, not a clock)."""
 
-    def __init__(self, jitter: float = 0.0, cached: bool = False, refuse: bool = False) -> None:
-        # No connection: the answers are made up here.
-        self.jitter, self.cached, self.refuse = jitter, cached, refuse
+    def __init__(
+        self, jitter: float = 0.0, cached: bool = False, refuse: bool = False,
+        longest: int | None = None,
+    ) -> None:  # fmt: skip
+        # No connection: the answers are made up here. `longest`: words beyond which a text is
+        # refused, 413 (a server told not to truncate).
+        self.jitter, self.cached, self.refuse, self.longest = jitter, cached, refuse, longest
         self.seen: set[str] = set()
         self.requests = 0
 
     def _answer(self, texts: Sequence[str]) -> Answer:
         self.requests += 1
+        if self.longest is not None and any(len(t.split()) > self.longest for t in texts):
+            request = httpx.Request("POST", "http://x/embed")
+            raise httpx.HTTPStatusError("413", request=request, response=httpx.Response(413))
         vectors = np.asarray([_vector(t) + self.jitter * (len(texts) - 1) for t in texts])
         fast = self.cached and all(t in self.seen for t in texts)
         self.seen.update(texts)
@@ -205,6 +212,16 @@ def test_a_server_refusing_several_inputs_is_measured_with_bursts_only() -> None
     refusing = FakeEndpoint(refuse=True)
     found = invariance.measure(refusing, PAYLOAD, {}, FakeEndpoint)
     assert found.refused is not None and found.columns()["batch_inputs"] == 3 + 3 * 12
+
+
+def test_inputs_too_long_for_a_server_that_does_not_truncate_are_left_out() -> None:
+    strict = FakeEndpoint(longest=20)
+    found = invariance.measure(strict, PAYLOAD, {}, lambda: FakeEndpoint(longest=20))
+    columns = found.columns()
+    assert found.refused is None and columns["batch_deviation"] == pytest.approx(0.0, abs=1e-12)
+    assert 0 < columns["batch_inputs"] < 3 + 3 * 2 * 14 + 3 * 12
+    with pytest.raises(ValueError, match="every target"):
+        invariance.measure(FakeEndpoint(longest=0), PAYLOAD, {}, FakeEndpoint)
 
 
 def test_the_cache_check_flags_a_caching_endpoint_only() -> None:
