@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.toml
 
-.PHONY: help venv test unit integration lint format bench smoke gate capacity capacity-cores report peers rust clean
+.PHONY: help venv test unit integration lint format bench knobs smoke gate capacity capacity-cores report peers rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,9 +42,13 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format embbench tests
 	$(BIN)/ruff check --fix embbench tests
 
-bench: $(STAMP) ## the full matrix (configs/default.toml), repeats until decided, then its report
+bench: $(STAMP) ## each way of serving (configs/default.toml), repeats until decided, then its report
 	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config $(CONFIG) --repeats auto; code=$$?; \
 	  HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
+
+knobs: $(STAMP) ## what each knob of the batched server buys (configs/experiments/knobs.toml)
+	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/experiments/knobs.toml --repeats auto; \
+	  code=$$?; HF_HUB_OFFLINE=1 $(BIN)/embbench report; exit $$code
 
 smoke: $(STAMP) ## the small CI matrix (configs/smoke.toml), then its report
 	HF_HUB_OFFLINE=1 $(BIN)/embbench run --config configs/smoke.toml; code=$$?; \

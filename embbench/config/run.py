@@ -122,6 +122,12 @@ class RunConfig:
         True, "After each label's first window: batch invariance and the cache-defeat check.",
         label=None,
     )  # fmt: skip
+    # One server per variant and repeat, its levels run in turn against it (run/served.py);
+    # false: a fresh server for every cell.
+    reuse_server: bool = option(
+        True, "One server per variant and repeat, its levels in turn (off: one per cell).",
+        label=None,
+    )  # fmt: skip
     startup_timeout: float = 180.0
     # `capacity --cores N`: the server's tree pinned to N cores (threads N), the load generator
     # to the others (machine/affinity.py); None: no pinning. Set per core count, not a flag.

@@ -94,6 +94,9 @@ COLUMNS: tuple[Column, ...] = (
     _c("protocol", str),
     _c("model", str),
     _c("url", str),
+    # The cell whose server this cell measured (its logs are under that name): levels of one
+    # variant and repeat share one server (run/served.py); empty for a server run elsewhere.
+    _c("server_cell", str),
     _c("cores", int),
     _c("server_processes", int),
     _c("load_processes", int),

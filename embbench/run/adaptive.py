@@ -17,7 +17,7 @@ from embbench.results import levels, ranking
 from embbench.results.folder import OK
 from embbench.results.sequential import Sequential
 from embbench.results.verdicts import Comparison
-from embbench.run.plan import Cell, variant_order
+from embbench.run.plan import Cell, in_run_order
 
 
 @dataclass(frozen=True)
@@ -88,19 +88,16 @@ def next_round(
     planned: Sequence[Cell], undecided: Sequence[Pending], repeat: int, config: RunConfig,
     start: int,
 ) -> list[Cell]:  # fmt: skip
-    """The cells of repeat `repeat` for the labels of the undecided levels: levels in the
-    plan's order, and inside a level the variants counterbalanced as plan.py orders them for
-    that repeat. `start` is the index of the first new cell (cells are numbered in run order)."""
+    """The cells of repeat `repeat` for the labels of the undecided levels, in the plan's order
+    for that repeat (plan.in_run_order: counterbalanced, a variant's levels together when
+    the run keeps one server across them). `start` is the index of the first new cell (cells
+    are numbered in run order)."""
     wanted = {(p.level, label) for p in undecided for label in (p.leader, p.runner_up)}
-    loops = {cell.level: cell.loop for cell in planned}
+    levels = list({cell.level: cell.loop for cell in planned}.values())
     runs = list(config.variants) or [VariantRun(name=EXTERNAL)]  # as plan.py lists them
-    positions = variant_order(len(runs), repeat, config.seed, config.order)
-    cells: list[Cell] = []
-    for level, loop in loops.items():
-        for position in positions:
-            if (level, runs[position].display) in wanted:
-                cells.append(Cell(start + len(cells), runs[position], loop, repeat))
-    return cells
+    return in_run_order(
+        runs, levels, [repeat], config, start, lambda level, label: (level, label) in wanted
+    )
 
 
 def _number(value: Any) -> float:

@@ -155,9 +155,16 @@ class CellAgreement:
         )  # fmt: skip
         self.queries.start()
 
-    def after_window(self, url: str, protocol: str, *, model: str, info: Mapping[str, Any]) -> None:
+    def after_window(
+        self, url: str, protocol: str, *, model: str, info: Mapping[str, Any],
+        documents: CorpusEmbedder | None = None,
+    ) -> None:  # fmt: skip
         """Once the load has stopped: the documents (and the queries, if `start` was not
-        called: a capacity probe sends nothing inside its window), back to back."""
+        called: a capacity probe sends nothing inside its window), back to back.
+
+        `documents`: the same server's documents from an earlier cell's (reusable_documents):
+        embedded after a window on the idle server, they do not depend on the cell, so the
+        server's later cells take them instead of sending them again (run/served.py)."""
         self.finish()
 
         def embedded(texts: tuple[str, ...]) -> CorpusEmbedder:
@@ -170,9 +177,15 @@ class CellAgreement:
             embedder.stop()  # one that has not finished by then is left out, with its error
             return embedder
 
-        self.documents = embedded(self.chosen.documents)
+        reuse = documents is not None and documents.texts == self.chosen.documents
+        self.documents = documents if reuse else embedded(self.chosen.documents)
         if self.queries is None:
             self.queries = embedded(self.chosen.queries)
+
+    def reusable_documents(self) -> CorpusEmbedder | None:
+        """The documents when all of them were embedded (for the server's later cells)."""
+        found = self.documents
+        return found if found is not None and found.vectors is not None else None
 
     def finish(self, wait: bool = True) -> None:
         """Before the server stops: let the embedders end (a slow server may still be answering

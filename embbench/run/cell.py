@@ -35,6 +35,7 @@ from embbench.run.plan import Cell
 from embbench.run.probe import judged_as, probe_server, threshold_for
 from embbench.run.progress import ProgressListener
 from embbench.run.record import first_row, record_cell
+from embbench.run.served import Served
 from embbench.variants import get_variant
 
 
@@ -49,6 +50,7 @@ class CellRunner:
         payloads: list[str],
         progress: ProgressListener,
         tuned: Mapping[str, Any] | None = None,
+        served: Served | None = None,
     ) -> None:
         self.config = config
         self.cell = cell
@@ -57,6 +59,10 @@ class CellRunner:
         # What the variant chose for itself once for the run (run.json's "autotune"): launched
         # as recorded, not chosen again.
         self.tuned = tuned
+        # The server of this variant and repeat, when the run keeps one up across its levels
+        # (run/served.py): started by the first of its cells, used by the others.
+        self.served = served
+        self.info_text: str | None = None  # the server's /info as it answered
         self.payloads = payloads
         self.progress = progress
         self.options: ServerOptions = cell.run.options
@@ -84,9 +90,7 @@ class CellRunner:
                 self.agreement = CellAgreement(corpus, str(resolve_model(self.options.model)))
             # The previous cell's server is stopped; let the machine settle before this one.
             self.row["quiet_s"], self.row["quiet_cpu_pct"] = wait_quiet()
-            url, protocol, server = self._start_server()
-            self._record_info(url)
-            self._probe(url, protocol)
+            url, protocol, server = self._server()
             sampler = Sampler(self._sample_root(server))
             sampler.start()
             load = self._start_load(url, protocol)
@@ -115,8 +119,10 @@ class CellRunner:
                 samples = sampler.stop()
             if self.agreement is not None:
                 self.agreement.finish(wait=self.row["status"] != results.INTERRUPTED)
-            if server is not None:
+            if server is not None and not self._keep_up(server):
                 server.stop()
+                if self.served is not None:
+                    self.served.stop()
         recorded = record_cell(
             self.row, self.cell, self.config, self.folder,
             live_window=self.window, samples=samples, reference=self.reference,
@@ -131,6 +137,47 @@ class CellRunner:
         return self.row
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _server(self) -> tuple[str, str, ServerProcess | None]:
+        """The server this cell measures, ready and probed: the one its variant's earlier level
+        left up (run/served.py), or one it starts, asks for /info and probes."""
+        served = self.served
+        if served is not None and served.live and self.config.url is None:
+            assert served.server is not None
+            self.row.update(served.fields)
+            self.server_info = dict(served.info)
+            if served.info_text is not None:
+                self.folder.info(self.cell.name).write_text(served.info_text)
+            return served.url, served.protocol, served.server
+        if served is not None:
+            served.stop()  # gone since (or never started): this cell starts its own
+        before = dict(self.row)
+        url, protocol, server = self._start_server()
+        if server is not None:
+            self.row["server_cell"] = self.cell.name
+        try:
+            self._record_info(url)
+            self._probe(url, protocol)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+        if served is not None and server is not None:
+            learnt = {k: v for k, v in self.row.items() if k not in before or before[k] != v}
+            served.keep(server, url, protocol, self.cell.name, learnt)
+            served.info, served.info_text = dict(self.server_info), self.info_text
+        return url, protocol, server
+
+    def _keep_up(self, server: ServerProcess) -> bool:
+        """Whether the server stays up for the variant's next level: only the run's kept one,
+        alive, after a cell that neither failed nor was interrupted."""
+        served = self.served
+        return (
+            served is not None
+            and served.server is server
+            and served.live
+            and self.row.get("status") not in (results.FAILED, results.INTERRUPTED)
+        )
 
     def _start_server(self) -> tuple[str, str, ServerProcess | None]:
         if self.config.url is not None:
@@ -207,6 +254,7 @@ class CellRunner:
             self._judge_by_info()  # no /info: fp32 unless the run says int8
             return
         if reply.status_code == 200:
+            self.info_text = reply.text
             self.folder.info(self.cell.name).write_text(reply.text)
             with contextlib.suppress(ValueError):
                 info = reply.json()
@@ -275,7 +323,13 @@ class CellRunner:
         if self.agreement is None:
             return
         load.stop()
-        self.agreement.after_window(url, protocol, model=self.row["model"], info=self.server_info)
+        served = self.served
+        self.agreement.after_window(
+            url, protocol, model=self.row["model"], info=self.server_info,
+            documents=served.documents if served is not None else None,
+        )  # fmt: skip
+        if served is not None:
+            served.documents = self.agreement.reusable_documents()
 
     def _after_window(self, url: str, protocol: str, load: LoadProcess) -> None:
         """Batch invariance and the cache check (run/after_window.py), once Locust and the

@@ -9,6 +9,7 @@ a previous server leaves behind, does not always fall on the same variant.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from embbench.config.run import EXTERNAL, RunConfig, VariantRun
@@ -47,16 +48,38 @@ def variant_order(count: int, repeat: int, seed: int, order: str) -> list[int]:
 
 
 def plan(config: RunConfig) -> list[Cell]:
-    """Cells in run order: repeat by repeat, level by level, variants counterbalanced.
+    """Cells in run order: repeat by repeat, variants counterbalanced.
 
     The levels are those of the loop the run's settings ask for (loops.levels_of): the open
     loop's arrival rates when the run has any, else the closed loop's concurrency levels.
+    With `reuse_server` a variant's levels follow each other, in the same order for every
+    variant, against one server (run/served.py); without it, level by level, the variants
+    counterbalanced inside each.
     """
     runs = list(config.variants) or [VariantRun(name=EXTERNAL)]
-    levels = loops.levels_of(config)
+    return in_run_order(runs, loops.levels_of(config), range(config.planned_repeats), config)
+
+
+def in_run_order(
+    runs: Sequence[VariantRun], levels: Sequence[Loop], repeats: Iterable[int],
+    config: RunConfig, start: int = 0, wanted: Callable[[str, str], bool] | None = None,
+) -> list[Cell]:  # fmt: skip
+    """The cells of `repeats` in run order (plan's docstring), numbered from `start`;
+    `wanted(level, label)`, when given, keeps only some (an auto run's next round)."""
     cells: list[Cell] = []
-    for repeat in range(config.planned_repeats):
-        for loop in levels:
-            for position in variant_order(len(runs), repeat, config.seed, config.order):
-                cells.append(Cell(len(cells), runs[position], loop, repeat))
+
+    def add(run: VariantRun, loop: Loop, repeat: int) -> None:
+        if wanted is None or wanted(loop.label, run.display):
+            cells.append(Cell(start + len(cells), run, loop, repeat))
+
+    for repeat in repeats:
+        positions = variant_order(len(runs), repeat, config.seed, config.order)
+        if config.reuse_server:
+            for position in positions:
+                for loop in levels:
+                    add(runs[position], loop, repeat)
+        else:
+            for loop in levels:
+                for position in positions:
+                    add(runs[position], loop, repeat)
     return cells

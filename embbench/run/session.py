@@ -39,6 +39,7 @@ from embbench.run import adaptive, after_window
 from embbench.run.cell import CellRunner
 from embbench.run.plan import Cell, plan
 from embbench.run.progress import ProgressListener
+from embbench.run.served import Served
 from embbench.servers.ceiling import measure_in_subprocess
 from embbench.variants import get_variant
 
@@ -74,7 +75,10 @@ class RunSession:
     cell, so that an interrupt (or a kill) keeps what was measured. `embbench run` plays a
     plan through it; `embbench capacity` decides its cells as it goes."""
 
-    def __init__(self, config: RunConfig, progress: ProgressListener, planned: list[Cell]) -> None:
+    def __init__(
+        self, config: RunConfig, progress: ProgressListener, planned: list[Cell],
+        reuse_servers: bool = False,
+    ) -> None:  # fmt: skip
         self.config = config
         self.progress = progress
         results.mark_abandoned_runs(Path(config.out))
@@ -115,6 +119,10 @@ class RunSession:
         # server after a window, so their answer does not depend on the cell's load: once per
         # label, not per cell, which kept 5-15 s off every later cell (capacity probes, repeats).
         self.server_checked: set[str] = set()
+        # `embbench run` keeps a variant's server up across the levels of a repeat when the
+        # run says so (run/served.py); capacity probes each start their own.
+        self.reuse_servers = reuse_servers and config.reuse_server and config.url is None
+        self.served: Served | None = None
 
     def save(self) -> None:
         self.record.dump(self.folder.record)
@@ -127,7 +135,7 @@ class RunSession:
             config = dataclasses.replace(config, server_checks=False)
         runner = CellRunner(
             config, cell, self.run_dir, self.payloads, self.progress,
-            tuned=self.record.autotune.get(cell.run.display),
+            tuned=self.record.autotune.get(cell.run.display), served=self._served(cell),
         )  # fmt: skip
         row = runner.run()
         if any(row.get(column) is not None for column in after_window.COLUMNS):
@@ -142,6 +150,22 @@ class RunSession:
         if row["status"] == results.INTERRUPTED:
             raise KeyboardInterrupt
         return runner
+
+    def _served(self, cell: Cell) -> Served | None:
+        """The kept server for this cell's variant and repeat; another's is stopped first."""
+        if not self.reuse_servers:
+            return None
+        key = (cell.run.display, cell.repeat)
+        if self.served is None or self.served.key != key:
+            self.release()
+            self.served = Served(key)
+        return self.served
+
+    def release(self) -> None:
+        """Stop the kept server, if any (before a ceiling, at the end, on Ctrl-C)."""
+        if self.served is not None:
+            self.served.stop()
+            self.served = None
 
     def prepare_backends(self) -> None:
         """Each variant's own preparation (an ONNX export, say) before the first cell rather
@@ -172,6 +196,7 @@ class RunSession:
         the ceiling moved under the cells. Each repeat is judged against the ceilings measured
         just before and after it (report/sections/ceiling.py).
         """
+        self.release()  # the machine alone: no server of the run's left up
         found = measure_ceilings(self.config, self.progress, when, repeat)
         if found:
             ceilings = self.record.ceilings
@@ -190,6 +215,7 @@ class RunSession:
         self.save()
 
     def finish(self, interrupted: bool) -> RunOutcome:
+        self.release()
         self.outcome.interrupted = interrupted
         self.record = dataclasses.replace(
             self.record, status=INTERRUPTED if interrupted else COMPLETE, finished_at=time.time()
@@ -202,7 +228,7 @@ def run_benchmark(config: RunConfig, progress: ProgressListener | None = None) -
     progress = progress or ProgressListener()
     check(config)
     cells = plan(config)
-    session = RunSession(config, progress, cells)
+    session = RunSession(config, progress, cells, reuse_servers=True)
     interrupted = False
     try:
         session.prepare_backends()

@@ -32,6 +32,7 @@ class _Session(RunSession):
         self.record = RunRecord(run_id="checks")
         self.summary = _Summary()  # type: ignore[assignment]
         self.server_checked = set()
+        self.reuse_servers, self.served = False, None
 
     def save(self) -> None:
         pass
@@ -68,3 +69,44 @@ def test_checks_once_per_label_and_again_after_a_check_that_was_not_made(
     checked = [label for label, on in seen if on]
     assert sorted(checked) == ["shared-mutex", "shared-mutex", "shared-rwlock"]
     assert len(seen) == 8 and session.server_checked == {"shared-rwlock", "shared-mutex"}
+
+
+def test_a_variant_keeps_one_server_per_repeat_and_the_machine_is_alone_for_ceilings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With reuse, the cells of one variant and repeat get the same holder (run/served.py),
+    the next variant or repeat a new one, the old one stopped first; a ceiling or the end of
+    the run stops the last."""
+    given: list[tuple[str, Any]] = []
+    stopped: list[tuple[str, int]] = []
+
+    class FakeRunner:
+        def __init__(self, config: RunConfig, cell: Cell, *args: Any, **kwargs: Any) -> None:
+            self.cell, self.served = cell, kwargs["served"]
+
+        def run(self) -> dict[str, Any]:
+            given.append((self.cell.name, self.served))
+            return {"status": "ok", "label": self.cell.run.display}
+
+    monkeypatch.setattr(session_mod, "CellRunner", FakeRunner)
+    monkeypatch.setattr(
+        session_mod.Served, "stop", lambda served: stopped.append(served.key)
+    )  # fmt: skip
+    monkeypatch.setattr(session_mod, "measure_ceilings", lambda *args: [])
+    config = RunConfig(
+        variants=(VariantRun("shared-rwlock"), VariantRun("shared-mutex")),
+        concurrency=(10, 100), repeats=2,
+    )  # fmt: skip
+    session = _Session(config, tmp_path)
+    session.reuse_servers = True
+    cells = plan(config)
+    for cell in cells[:4]:
+        session.run_cell(cell)
+    holders = [served for _, served in given]
+    assert holders[0] is holders[1] and holders[2] is holders[3] and holders[1] is not holders[2]
+    assert [h.key for h in holders[::2]] == [("shared-rwlock", 0), ("shared-mutex", 0)]
+    assert stopped == [("shared-rwlock", 0)]  # before the next variant's first cell
+    session.measure_ceilings(session_mod.BETWEEN, repeat=0)
+    assert stopped[-1] == ("shared-mutex", 0) and session.served is None
+    session.run_cell(cells[4])
+    assert given[-1][1].key == ("shared-mutex", 1)  # odd repeat: the variants reversed
