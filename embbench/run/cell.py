@@ -375,6 +375,7 @@ class CellRunner:
             deadline += WORKER_WAIT_S
         started = time.monotonic()
         log = RequestLog(self.folder.raw(self.cell.name))
+        relayed = self.config.load_processes > 1 or self.config.load_workers > 0
         while load.wait(timeout=1.0) is None:
             if server is not None and server.exited() is not None:
                 raise ServerStartError(f"server exited with code {server.exited()} under load")
@@ -389,7 +390,7 @@ class CellRunner:
                     self._pin(load.pid, server=False)  # Locust's --processes, started since
                     if steady is not None:
                         self.row["steady_state"] = steady
-            if self.window is not None and loop.over(self.window, now):
+            if self.window is not None and loop.over(self.window, now, relayed):
                 break  # the loop's window has closed: stop Locust
             recent = _ended_since(rows, now - 3.0)
             ok = [r[1] for r in recent if r[2] == 200]

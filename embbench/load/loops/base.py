@@ -88,8 +88,9 @@ class Loop(ABC):
         """While Locust runs: the measured window once it can be fixed, with whether the cell
         was steady when it opened (None: the loop does not say), else None."""
 
-    def over(self, window: Window, now: float) -> bool:
-        """Whether the runner may stop Locust now (False: Locust stops by itself)."""
+    def over(self, window: Window, now: float, through_master: bool = True) -> bool:
+        """Whether the runner may stop Locust now (False: Locust stops by itself).
+        `through_master`: the rows reach the log through a Locust master (workers)."""
         return False
 
     @abstractmethod

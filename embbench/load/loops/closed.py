@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # The locustfile flushes its log every second (workers: to the master, which then flushes):
 # the runner waits this long after the window for its last lines before stopping Locust.
 FLUSH_S = 2.5
+# One Locust process writes its own rows and flushes all it holds when stopped (locustfile's
+# `quitting`): a moment for the window's last answers to be logged is enough.
+LOCAL_FLUSH_S = 0.5
 # Locust's run time beyond warmup, window and the longest fill: a cap only, since the runner
 # stops it once the window has closed.
 RUN_TIME_MARGIN_S = 10.0
@@ -65,8 +68,8 @@ class ClosedLoop(Loop):
             start, steady = now, False  # never steady: measure what there is, and say so
         return None if start is None else ((start, start + duration), steady)
 
-    def over(self, window: Window, now: float) -> bool:
-        return now > window[1] + FLUSH_S
+    def over(self, window: Window, now: float, through_master: bool = True) -> bool:
+        return now > window[1] + (FLUSH_S if through_master else LOCAL_FLUSH_S)
 
     def window(
         self, rows: Sequence[RequestRow], live: Window | None, warmup: float, duration: float

@@ -102,6 +102,9 @@ def test_closed_window_opens_once_every_user_came_back() -> None:
     assert loop.live_window(rows, 1.0, 5.0, waited=2.0, now=102.0) == ((102.0, 107.0), True)
     assert not loop.over((102.0, 107.0), now=107.0)
     assert loop.over((102.0, 107.0), now=107.0 + FLUSH_S + 0.1)
+    # One Locust process flushes what it holds when stopped: it need not be waited for.
+    assert not loop.over((102.0, 107.0), now=107.0 + FLUSH_S - 0.1)
+    assert loop.over((102.0, 107.0), now=107.0 + FLUSH_S - 0.1, through_master=False)
     assert loop.window(rows, (102.0, 107.0), 1.0, 5.0) == (102.0, 107.0)
 
 
