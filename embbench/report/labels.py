@@ -34,19 +34,22 @@ def colors(record: RunRecord, labels: Iterable[object] = ()) -> dict[str, str]:
 
 def short_names(record: RunRecord, labels: Iterable[object] = ()) -> dict[str, str]:
     """A short name per label: the label itself when short, else its variant's name, numbered
-    when two long labels share a variant (`batched`, `batched #2`)."""
-    out: dict[str, str] = {}
-    taken: dict[str, int] = {}
-    for label in ordered(record, labels):
-        if len(label) <= SHORT:
-            out[label] = label
+    when it is taken (`batched`, `batched #2`): by another long label of the same variant, or
+    by a label that is that name itself (a short name must not read as another label)."""
+    names = ordered(record, labels)
+    out = {label: label for label in names if len(label) <= SHORT}
+    taken = set(out.values())
+    for label in names:
+        if label in out:
             continue
         base = label.split("[", 1)[0][:SHORT] or label[:SHORT]
-        taken[base] = taken.get(base, 0) + 1
-        out[label] = base if taken[base] == 1 else f"{base} #{taken[base]}"
-    # A short name that is also another label's own name would read as that label.
-    clash = {name for label, name in out.items() if name != label and name in out}
-    return {label: f"{name} *" if name in clash else name for label, name in out.items()}
+        name, count = base, 1
+        while name in taken:
+            count += 1
+            name = f"{base} #{count}"
+        out[label] = name
+        taken.add(name)
+    return {label: out[label] for label in names}
 
 
 def label_of(entry: RecordedVariant) -> str:
@@ -54,6 +57,6 @@ def label_of(entry: RecordedVariant) -> str:
     if entry.label:
         return entry.label
     try:
-        return default_label(entry.name, ServerOptions(**entry.options))
+        return default_label(entry.name, ServerOptions(**entry.options), omit=entry.common)
     except (TypeError, EmbbenchError):  # options written by another embbench version
         return entry.name

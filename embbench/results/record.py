@@ -100,6 +100,7 @@ class RecordedVariant:
     name: str
     label: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    common: tuple[str, ...] = ()  # options set alike for every variant: not in the label
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class RunRecord:
                 name=str(v.get("name")),
                 label=str(v.get("label") or ""),
                 options=dict(v.get("options") or {}),
+                common=tuple(str(c) for c in v.get("common") or ()),
             )
             for v in (found if isinstance(found, list | tuple) else [])
             if isinstance(v, Mapping)

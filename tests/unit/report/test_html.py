@@ -178,3 +178,23 @@ def test_a_dense_figure_draws_its_series_as_one_image_per_axes() -> None:
     assert text.count("<image") == 1 and "data:image/png;base64," in text
     assert len(text) < 200_000 and "<title>short" in text
     assert ax.get_rasterization_zorder() is None  # the figure is left as it was
+
+
+def test_options_every_variant_shares_stay_out_of_the_labels_the_report_rebuilds() -> None:
+    common = ["max_concurrent_requests"]
+    record = RunRecord.from_json(
+        {"config": {"variants": [
+            {"name": "shared-rwlock", "options": {"max_concurrent_requests": 2048},
+             "common": common},
+            {"name": "batched", "options": {"max_concurrent_requests": 2048, "backend": "onnx"},
+             "common": common},
+        ]}}
+    )  # fmt: skip
+    assert labels.ordered(record) == ["shared-rwlock", "batched[onnx]"]
+
+
+def test_a_long_label_does_not_take_the_name_of_a_short_one() -> None:
+    record = RunRecord.from_json(
+        {"config": {"variants": [{"name": "batched"}, {"name": "batched", "label": LONG[0]}]}}
+    )
+    assert list(labels.short_names(record).values()) == ["batched", "batched #2"]
