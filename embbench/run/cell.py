@@ -88,7 +88,8 @@ class CellRunner:
             corpus = self.config.corpus_of(self.cell.run)
             if corpus:
                 self.agreement = CellAgreement(corpus, str(resolve_model(self.options.model)))
-            # The previous cell's server is stopped; let the machine settle before this one.
+            # Let the machine settle before this cell: from the previous variant's server,
+            # stopped, or from this one's previous level, its Locust stopped.
             self.row["quiet_s"], self.row["quiet_cpu_pct"] = wait_quiet()
             url, protocol, server = self._server()
             sampler = Sampler(self._sample_root(server))
@@ -120,9 +121,10 @@ class CellRunner:
             if self.agreement is not None:
                 self.agreement.finish(wait=self.row["status"] != results.INTERRUPTED)
             if server is not None and not self._keep_up(server):
-                server.stop()
-                if self.served is not None:
-                    self.served.stop()
+                if self.served is not None and self.served.server is server:
+                    self.served.stop()  # stops it, and the next level starts its own
+                else:
+                    server.stop()
         recorded = record_cell(
             self.row, self.cell, self.config, self.folder,
             live_window=self.window, samples=samples, reference=self.reference,
@@ -142,7 +144,7 @@ class CellRunner:
         """The server this cell measures, ready and probed: the one its variant's earlier level
         left up (run/served.py), or one it starts, asks for /info and probes."""
         served = self.served
-        if served is not None and served.live and self.config.url is None:
+        if served is not None and served.live:
             assert served.server is not None
             self.row.update(served.fields)
             self.server_info = dict(served.info)
